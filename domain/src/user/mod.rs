@@ -1,0 +1,6 @@
+pub mod aggregate;
+pub mod commands;
+pub mod error;
+pub mod events;
+pub mod services;
+pub mod values;
