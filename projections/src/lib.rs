@@ -1,1 +1,13 @@
+//! Persistence: the User event repository (events, email claims and the inline projection
+//! in one transaction), the projector that turns events into read-model rows, and the
+//! queries the API reads with. Every table is created by `../migrations`.
 
+pub mod event_store;
+pub mod groups;
+pub mod projector;
+pub mod users;
+
+pub use event_store::{EmailTaken, UserEventRepository};
+
+/// The schema, embedded at compile time.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
