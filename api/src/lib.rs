@@ -1,1 +1,18 @@
+//! The users service: HTTP API, authentication, CLI and the wiring of domain and projections.
 
+pub mod app;
+pub mod auth;
+pub mod body;
+pub mod bootstrap;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod dto;
+pub mod error;
+pub mod pagination;
+pub mod policy;
+pub mod request_id;
+pub mod routes;
+pub mod state;
+
+pub use app::{app, Application, Settings};

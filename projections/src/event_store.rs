@@ -18,6 +18,10 @@ use crate::projector::{self, Envelope};
 
 /// The email a command wanted is claimed by another user. Travels through cqrs-es as
 /// `PersistenceError::UnknownError` and is told apart by downcasting.
+/// Metadata key by which a command demands that its events directly follow a version (an
+/// HTTP `If-Match`). Checked and removed here, never stored.
+pub const EXPECTED_VERSION: &str = "expected_version";
+
 #[derive(Debug, thiserror::Error)]
 #[error("a user with this email already exists")]
 pub struct EmailTaken;
@@ -41,7 +45,8 @@ impl UserEventRepository {
         snapshot: Option<(String, Value, usize)>,
     ) -> Result<(), PersistenceError> {
         let mut tx = self.pool.begin().await.map_err(connection_error)?;
-        for event in events {
+        for (index, event) in events.iter().enumerate() {
+            let event = &without_expected_version(event, index == 0)?;
             let recorded_at = insert_event(&mut tx, event).await?;
             if event.aggregate_type == User::TYPE {
                 let user_event: UserEvent = serde_json::from_value(event.payload.clone())?;
@@ -118,6 +123,29 @@ impl PersistedEventRepository for UserEventRepository {
     async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {
         self.reads.stream_all_events::<A>().await
     }
+}
+
+/// Strips `EXPECTED_VERSION` from the metadata. When it was set, the event must be the one
+/// right after that version, otherwise another write got in between: a conflict.
+fn without_expected_version(
+    event: &SerializedEvent,
+    first_of_commit: bool,
+) -> Result<SerializedEvent, PersistenceError> {
+    let mut event = event.clone();
+    let expected = event
+        .metadata
+        .as_object_mut()
+        .and_then(|metadata| metadata.remove(EXPECTED_VERSION));
+    if let (Some(expected), true) = (expected, first_of_commit) {
+        let follows = expected
+            .as_str()
+            .and_then(|v| v.parse::<usize>().ok())
+            .is_some_and(|version| version + 1 == event.sequence);
+        if !follows {
+            return Err(PersistenceError::OptimisticLockError);
+        }
+    }
+    Ok(event)
 }
 
 fn sequence_of(event: &SerializedEvent) -> Result<i64, PersistenceError> {

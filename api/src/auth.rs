@@ -1,0 +1,147 @@
+//! Bearer JWT authentication: issuing access/refresh tokens (HS256) and the `Caller`
+//! extractor, which loads the caller from the read model on every request so a deactivated
+//! user's tokens stop working at once.
+
+use std::time::Duration;
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use projections::users::{self, UserView};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenType {
+    Access,
+    Refresh,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id, as a string (RFC 7519).
+    pub sub: String,
+    pub token_type: TokenType,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+}
+
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    access_ttl: Duration,
+    refresh_ttl: Duration,
+}
+
+impl TokenKeys {
+    pub fn new(secret: &[u8], access_ttl: Duration, refresh_ttl: Duration) -> Self {
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            access_ttl,
+            refresh_ttl,
+        }
+    }
+
+    pub fn issue(&self, user_id: i64, token_type: TokenType) -> Result<String, ApiError> {
+        let ttl = match token_type {
+            TokenType::Access => self.access_ttl,
+            TokenType::Refresh => self.refresh_ttl,
+        };
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: user_id.to_string(),
+            token_type,
+            iat: now,
+            exp: now + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2),
+            jti: uuid::Uuid::new_v4().simple().to_string(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(ApiError::internal)
+    }
+
+    /// The user id of a valid, unexpired HS256 token of the wanted type.
+    pub fn verify(&self, token: &str, wanted: TokenType) -> Option<i64> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+            .ok()?
+            .claims;
+        if claims.token_type != wanted {
+            return None;
+        }
+        claims.sub.parse().ok()
+    }
+}
+
+/// The authenticated, active user making the request, as the read model has them now.
+pub struct Caller(pub UserView);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or(ApiError::NotAuthenticated)?;
+        let value = header.to_str().map_err(|_| ApiError::InvalidToken)?;
+        let mut words = value.split_whitespace();
+        let (Some(scheme), token, None) = (words.next(), words.next(), words.next()) else {
+            return Err(ApiError::InvalidToken);
+        };
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(ApiError::NotAuthenticated);
+        }
+        let token = token.ok_or(ApiError::InvalidToken)?;
+        let user_id = state
+            .tokens
+            .verify(token, TokenType::Access)
+            .ok_or(ApiError::InvalidToken)?;
+        let user = users::find(&state.pool, user_id)
+            .await?
+            .ok_or(ApiError::InvalidToken)?;
+        if !user.is_active {
+            return Err(ApiError::InactiveUser);
+        }
+        Ok(Self(user))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> TokenKeys {
+        TokenKeys::new(b"test-secret", Duration::from_secs(60), Duration::from_secs(120))
+    }
+
+    #[test]
+    fn a_token_verifies_only_as_its_own_type() {
+        let keys = keys();
+        let access = keys.issue(42, TokenType::Access).unwrap();
+        assert_eq!(keys.verify(&access, TokenType::Access), Some(42));
+        assert_eq!(keys.verify(&access, TokenType::Refresh), None);
+    }
+
+    #[test]
+    fn a_token_signed_with_another_key_is_refused() {
+        let other = TokenKeys::new(b"other", Duration::from_secs(60), Duration::from_secs(60));
+        let token = other.issue(1, TokenType::Access).unwrap();
+        assert_eq!(keys().verify(&token, TokenType::Access), None);
+    }
+
+    #[test]
+    fn an_expired_token_is_refused() {
+        let expired = TokenKeys::new(b"test-secret", Duration::ZERO, Duration::ZERO);
+        let token = expired.issue(1, TokenType::Access).unwrap();
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(keys().verify(&token, TokenType::Access), None);
+    }
+}

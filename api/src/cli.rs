@@ -1,0 +1,147 @@
+//! The `users-service` command line: `serve` (the default), `migrate`, `create-superuser`.
+
+use std::io::{BufRead as _, IsTerminal as _};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use domain::{Argon2Hasher, UserServices};
+use std::sync::Arc;
+use tracing_subscriber::EnvFilter;
+
+use crate::app::{shutdown_signal, Application, Settings};
+use crate::bootstrap;
+use crate::commands::CommandBus;
+use crate::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(name = "users-service", version, about = "Event-sourced users service")]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API (the default): creates the database and applies migrations first.
+    Serve,
+    /// Create the database if missing and apply migrations, then exit.
+    Migrate,
+    /// Create a superuser. The password comes from USERS_SUPERUSER_PASSWORD or standard
+    /// input, never from the command line.
+    CreateSuperuser {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "Admin")]
+        first_name: String,
+        #[arg(long, default_value = "User")]
+        last_name: String,
+    },
+}
+
+pub async fn run() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(&cli.config).await,
+        Command::Migrate => migrate(&cli.config).await,
+        Command::CreateSuperuser {
+            email,
+            first_name,
+            last_name,
+        } => create_superuser(&cli.config, &email, &first_name, &last_name).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+}
+
+async fn serve(config: &Config) -> anyhow::Result<()> {
+    let url = bootstrap::database_url(config).await?;
+    let pool = bootstrap::connect_and_migrate(&url, config).await?;
+    let jwt_secret = bootstrap::jwt_secret(config)?;
+    let settings = Settings {
+        pool: pool.clone(),
+        bind: config.bind,
+        jwt_secret,
+        access_token_ttl: Duration::from_secs(config.access_token_ttl_secs),
+        refresh_token_ttl: Duration::from_secs(config.refresh_token_ttl_secs),
+        hash_concurrency: config.hash_concurrency(),
+    };
+    let application = Application::build(settings)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.bind))?;
+    bootstrap::ensure_first_superuser(&pool, &command_bus(&pool, config)).await?;
+    tracing::info!(address = %application.local_addr()?, "users service listening");
+    application.run_until(shutdown_signal()).await?;
+    pool.close().await;
+    Ok(())
+}
+
+async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let url = bootstrap::database_url(config).await?;
+    bootstrap::connect_and_migrate(&url, config).await?;
+    println!("migrations applied");
+    Ok(())
+}
+
+async fn create_superuser(
+    config: &Config,
+    email: &str,
+    first_name: &str,
+    last_name: &str,
+) -> anyhow::Result<()> {
+    let password = match std::env::var("USERS_SUPERUSER_PASSWORD") {
+        Ok(password) => password,
+        Err(_) => read_password()?,
+    };
+    let url = bootstrap::database_url(config).await?;
+    let pool = bootstrap::connect_and_migrate(&url, config).await?;
+    let id = bootstrap::create_superuser(
+        &command_bus(&pool, config),
+        email,
+        &password,
+        first_name,
+        last_name,
+    )
+    .await
+    .map_err(|error| match error {
+        crate::commands::CommandError::EmailTaken => {
+            anyhow::anyhow!("a user with this email already exists")
+        }
+        other => other.into(),
+    })?;
+    println!("created superuser {email} with id {id}");
+    Ok(())
+}
+
+fn command_bus(pool: &sqlx::PgPool, config: &Config) -> CommandBus {
+    let hasher = Argon2Hasher::owasp(config.hash_concurrency());
+    CommandBus::new(pool.clone(), UserServices::new(Arc::new(hasher)))
+}
+
+/// One line from standard input; without echo on a terminal.
+fn read_password() -> anyhow::Result<String> {
+    if std::io::stdin().is_terminal() {
+        return rpassword::prompt_password("Password: ").context("cannot read the password");
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}

@@ -1,0 +1,151 @@
+//! Executes User commands through cqrs-es with request metadata, re-deciding a command a
+//! bounded number of times when a concurrent write to the same user wins the race
+//! (architecture §5).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{AggregateError, CqrsFramework};
+use domain::{User, UserCommand, UserError, UserServices};
+use projections::event_store::EXPECTED_VERSION;
+use projections::{EmailTaken, UserEventRepository};
+use sqlx::PgPool;
+
+/// How many times a command is decided in all before a conflict becomes `409`.
+pub const MAX_ATTEMPTS: usize = 5;
+
+/// Where a change came from, recorded in every event's metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Http,
+    Cli,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Cli => "cli",
+        }
+    }
+}
+
+/// Who asked, for which request, from where.
+#[derive(Debug, Clone)]
+pub struct Metadata {
+    /// The acting user's id; `None` for the system itself (bootstrap, CLI).
+    pub actor_id: Option<i64>,
+    pub request_id: String,
+    pub source: Source,
+}
+
+impl Metadata {
+    fn to_map(&self) -> HashMap<String, String> {
+        HashMap::from([
+            (
+                "actor_id".to_owned(),
+                self.actor_id
+                    .map_or_else(|| "system".to_owned(), |id| id.to_string()),
+            ),
+            ("request_id".to_owned(), self.request_id.clone()),
+            ("source".to_owned(), self.source.as_str().to_owned()),
+        ])
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Domain(#[from] UserError),
+    #[error("email already taken")]
+    EmailTaken,
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    #[error("the user changed since the expected version")]
+    Stale,
+    #[error("concurrent writes kept conflicting")]
+    Conflict,
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("unexpected: {0}")]
+    Unexpected(String),
+}
+
+type Framework = CqrsFramework<User, PersistedEventStore<UserEventRepository, User>>;
+
+#[derive(Clone)]
+pub struct CommandBus {
+    cqrs: Arc<Framework>,
+    pool: PgPool,
+}
+
+impl CommandBus {
+    pub fn new(pool: PgPool, services: UserServices) -> Self {
+        let store = PersistedEventStore::new_event_store(UserEventRepository::new(pool.clone()));
+        Self {
+            cqrs: Arc::new(CqrsFramework::new(store, vec![], services)),
+            pool,
+        }
+    }
+
+    /// The id for a user about to be created (architecture §3).
+    pub async fn next_user_id(&self) -> Result<i64, CommandError> {
+        sqlx::query_scalar("SELECT nextval('user_ids')")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| match e {
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                    CommandError::Unavailable(e.to_string())
+                }
+                other => CommandError::Unexpected(other.to_string()),
+            })
+    }
+
+    /// Executes `command`. With `expected_version` (an `If-Match`), the events must directly
+    /// follow that version: a conflict is then `Stale`, never retried.
+    pub async fn execute(
+        &self,
+        user_id: i64,
+        command: UserCommand,
+        metadata: &Metadata,
+        expected_version: Option<i64>,
+    ) -> Result<(), CommandError> {
+        let aggregate_id = user_id.to_string();
+        let mut map = metadata.to_map();
+        if let Some(version) = expected_version {
+            map.insert(EXPECTED_VERSION.to_owned(), version.to_string());
+        }
+        for attempt in 1..=MAX_ATTEMPTS {
+            match self
+                .cqrs
+                .execute_with_metadata(&aggregate_id, command.clone(), map.clone())
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(AggregateError::AggregateConflict) if expected_version.is_some() => {
+                    return Err(CommandError::Stale);
+                }
+                Err(AggregateError::AggregateConflict) => {
+                    tracing::debug!(user_id, attempt, "concurrent write; deciding again");
+                }
+                Err(other) => return Err(classify(other)),
+            }
+        }
+        Err(CommandError::Conflict)
+    }
+}
+
+fn classify(error: AggregateError<UserError>) -> CommandError {
+    match error {
+        AggregateError::UserError(e) => CommandError::Domain(e),
+        AggregateError::AggregateConflict => CommandError::Conflict,
+        AggregateError::DatabaseConnectionError(e) => CommandError::Unavailable(e.to_string()),
+        AggregateError::UnexpectedError(e) if e.downcast_ref::<EmailTaken>().is_some() => {
+            CommandError::EmailTaken
+        }
+        AggregateError::UnexpectedError(e) | AggregateError::DeserializationError(e) => {
+            CommandError::Unexpected(e.to_string())
+        }
+    }
+}

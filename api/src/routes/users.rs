@@ -1,0 +1,256 @@
+//! `/api/v1/users`: thin handlers. Extract, authorize, read the body into a command, execute
+//! it, answer from the read model.
+
+use std::collections::BTreeSet;
+
+use axum::extract::{FromRequest, Path, RawQuery, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use domain::{Email, UserCommand};
+use projections::{groups, users};
+
+use crate::auth::Caller;
+use crate::body::{Fields, JsonObject};
+use crate::commands::{Metadata, Source};
+use crate::dto::{CreateDraft, PageResponse, UpdateDraft, UserResponse};
+use crate::error::ApiError;
+use crate::pagination::{PageRequest, PageUrls};
+use crate::policy;
+use crate::request_id::RequestId;
+use crate::routes::route_both;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    let router = route_both(Router::new(), "/api/v1/users", get(list).post(create));
+    route_both(
+        router,
+        "/api/v1/users/{id}",
+        get(retrieve).put(update).patch(patch).delete(destroy),
+    )
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Result<Json<PageResponse>, ApiError> {
+    let request = PageRequest::from_query(query.as_deref())?;
+    let page = users::list(
+        &state.pool,
+        policy::list_scope(&caller),
+        request.offset()?,
+        request.page_size,
+    )
+    .await?;
+    let urls = PageUrls::new(&headers, &uri, &request, page.count)?;
+    Ok(Json(PageResponse {
+        count: page.count,
+        next: urls.next,
+        previous: urls.previous,
+        results: page.users.into_iter().map(UserResponse::from).collect(),
+    }))
+}
+
+async fn retrieve(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let target = find(&state, &id).await?;
+    policy::can_retrieve(&caller, &target)?;
+    Ok(user_response(StatusCode::OK, target))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Extension(request_id): Extension<RequestId>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    policy::can_create(&caller)?;
+    let JsonObject(body) = JsonObject::from_request(request, &()).await?;
+    let mut fields = Fields::new(&body);
+    let draft = CreateDraft::read(&mut fields);
+    check_database(&state, &mut fields, draft.email.as_ref(), None, draft.groups.as_ref()).await?;
+    fields.finish()?;
+    let new_user = draft
+        .complete()
+        .ok_or_else(|| ApiError::internal("create body valid but incomplete"))?;
+    let id = state.commands.next_user_id().await?;
+    state
+        .commands
+        .execute(id, UserCommand::Create(new_user), &metadata(&caller, &request_id), None)
+        .await?;
+    let user = users::find(&state.pool, id)
+        .await?
+        .ok_or_else(|| ApiError::internal("created user missing from the read model"))?;
+    let mut response = user_response(StatusCode::CREATED, user);
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/users/{id}")) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Extension(request_id): Extension<RequestId>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let target = find(&state, &id).await?;
+    policy::can_change(&caller, &target)?;
+    let expected = if_match(request.headers(), target.version)?;
+    let JsonObject(body) = JsonObject::from_request(request, &()).await?;
+    let mut fields = Fields::new(&body);
+    let draft = UpdateDraft::read(&mut fields);
+    let groups = draft.groups.as_ref().and_then(Option::as_ref);
+    check_database(&state, &mut fields, draft.email.as_ref(), Some(target.id), groups).await?;
+    fields.finish()?;
+    let update = draft
+        .complete()
+        .ok_or_else(|| ApiError::internal("update body valid but incomplete"))?;
+    if update.is_active == Some(false) {
+        policy::can_deactivate(&caller, &target)?;
+    }
+    let meta = metadata(&caller, &request_id);
+    execute_and_respond(&state, target.id, UserCommand::Update(update), &meta, expected).await
+}
+
+async fn patch(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Extension(request_id): Extension<RequestId>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let target = find(&state, &id).await?;
+    policy::can_change(&caller, &target)?;
+    let expected = if_match(request.headers(), target.version)?;
+    let JsonObject(body) = JsonObject::from_request(request, &()).await?;
+    let mut fields = Fields::new(&body);
+    let patch = crate::dto::read_patch(&mut fields);
+    fields.finish()?;
+    let patch = patch.ok_or_else(|| ApiError::internal("patch body valid but incomplete"))?;
+    if patch.is_active == Some(false) {
+        policy::can_deactivate(&caller, &target)?;
+    }
+    let meta = metadata(&caller, &request_id);
+    execute_and_respond(&state, target.id, UserCommand::Patch(patch), &meta, expected).await
+}
+
+async fn destroy(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Extension(request_id): Extension<RequestId>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let target = find(&state, &id).await?;
+    policy::can_change(&caller, &target)?;
+    policy::can_deactivate(&caller, &target)?;
+    let expected = if_match(&headers, target.version)?;
+    state
+        .commands
+        .execute(
+            target.id,
+            UserCommand::Deactivate,
+            &metadata(&caller, &request_id),
+            expected,
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The user behind a path id; a non-integer or non-positive id is simply not found.
+async fn find(state: &AppState, raw_id: &str) -> Result<users::UserView, ApiError> {
+    let id = raw_id
+        .parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or(ApiError::NotFound)?;
+    users::find(&state.pool, id).await?.ok_or(ApiError::NotFound)
+}
+
+/// The checks that need the database, added to the field errors so every error is reported
+/// at once: the email is free (ignoring case), and every group exists.
+async fn check_database(
+    state: &AppState,
+    fields: &mut Fields<'_>,
+    email: Option<&Email>,
+    owner: Option<i64>,
+    groups: Option<&BTreeSet<String>>,
+) -> Result<(), ApiError> {
+    if let Some(email) = email {
+        if users::email_taken(&state.pool, &email.normalized(), owner).await? {
+            fields.error("email", EMAIL_TAKEN);
+        }
+    }
+    if let Some(groups) = groups {
+        let names: Vec<String> = groups.iter().cloned().collect();
+        for name in groups::unknown(&state.pool, &names).await? {
+            fields.error("user_types", format!("Object with name={name} does not exist."));
+        }
+    }
+    Ok(())
+}
+
+pub const EMAIL_TAKEN: &str = "A user with this email already exists.";
+
+async fn execute_and_respond(
+    state: &AppState,
+    id: i64,
+    command: UserCommand,
+    metadata: &Metadata,
+    expected_version: Option<i64>,
+) -> Result<Response, ApiError> {
+    state
+        .commands
+        .execute(id, command, metadata, expected_version)
+        .await?;
+    let user = users::find(&state.pool, id).await?.ok_or(ApiError::NotFound)?;
+    Ok(user_response(StatusCode::OK, user))
+}
+
+fn metadata(caller: &users::UserView, request_id: &RequestId) -> Metadata {
+    Metadata {
+        actor_id: Some(caller.id),
+        request_id: request_id.0.clone(),
+        source: Source::Http,
+    }
+}
+
+/// The user object with its version as `ETag`.
+fn user_response(status: StatusCode, user: users::UserView) -> Response {
+    let etag = HeaderValue::from_str(&format!("\"{}\"", user.version)).ok();
+    let mut response = (status, Json(UserResponse::from(user))).into_response();
+    if let Some(etag) = etag {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
+}
+
+/// The version an `If-Match` header demands, checked against the current one. `*` and
+/// absence demand nothing; anything else that is not the current version is `412`.
+fn if_match(headers: &HeaderMap, current: i64) -> Result<Option<i64>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| ApiError::PreconditionFailed)?.trim();
+    if value == "*" {
+        return Ok(None);
+    }
+    let matches = value.split(',').any(|tag| {
+        let tag = tag.trim().trim_start_matches("W/").trim_matches('"');
+        tag.parse::<i64>() == Ok(current)
+    });
+    if matches {
+        Ok(Some(current))
+    } else {
+        Err(ApiError::PreconditionFailed)
+    }
+}

@@ -1,0 +1,16 @@
+use std::sync::Arc;
+
+use domain::Argon2Hasher;
+use sqlx::PgPool;
+
+use crate::auth::TokenKeys;
+use crate::commands::CommandBus;
+
+/// What every handler shares. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub commands: CommandBus,
+    pub tokens: Arc<TokenKeys>,
+    pub hasher: Argon2Hasher,
+}
