@@ -119,7 +119,11 @@ mod tests {
     use super::*;
 
     fn keys() -> TokenKeys {
-        TokenKeys::new(b"test-secret", Duration::from_secs(60), Duration::from_secs(120))
+        TokenKeys::new(
+            b"test-secret",
+            Duration::from_secs(60),
+            Duration::from_secs(120),
+        )
     }
 
     #[test]

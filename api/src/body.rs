@@ -200,14 +200,19 @@ impl<'a> Fields<'a> {
 /// DRF's IntegerField: integers, integral floats, and strings holding either.
 fn as_integer(value: &Value) -> Option<i64> {
     match value {
-        Value::Number(n) => n
-            .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9e15).map(|f| f as i64)),
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
+                .map(|f| f as i64)
+        }),
         Value::String(s) => {
             let s = s.trim();
             s.parse::<i64>().ok().or_else(|| {
                 let (whole, zeros) = s.split_once('.')?;
-                zeros.chars().all(|c| c == '0').then(|| whole.parse().ok())?
+                zeros
+                    .chars()
+                    .all(|c| c == '0')
+                    .then(|| whole.parse().ok())?
             })
         }
         _ => None,

@@ -40,7 +40,9 @@ pub async fn database_url(config: &Config) -> anyhow::Result<String> {
         port,
         "no DATABASE_URL and nothing answering on 127.0.0.1:5432: using a private PostgreSQL"
     );
-    Ok(format!("postgres://postgres@127.0.0.1:{port}/users_service"))
+    Ok(format!(
+        "postgres://postgres@127.0.0.1:{port}/users_service"
+    ))
 }
 
 /// Creates the database if missing, connects, and applies the migrations.
@@ -103,7 +105,8 @@ pub async fn ensure_first_superuser(pool: &PgPool, bus: &CommandBus) -> anyhow::
     if projections::users::any_exist(pool).await? {
         return Ok(());
     }
-    let email = std::env::var("USERS_SUPERUSER_EMAIL").unwrap_or_else(|_| "admin@example.com".into());
+    let email =
+        std::env::var("USERS_SUPERUSER_EMAIL").unwrap_or_else(|_| "admin@example.com".into());
     let (password, generated) = match std::env::var("USERS_SUPERUSER_PASSWORD") {
         Ok(password) => (password, false),
         Err(_) => (Alphanumeric.sample_string(&mut rand::rngs::OsRng, 24), true),
@@ -113,7 +116,9 @@ pub async fn ensure_first_superuser(pool: &PgPool, bus: &CommandBus) -> anyhow::
             tracing::info!(id, email = %email, "created the first superuser");
             if generated {
                 // Shown once, on the terminal only: not a log line.
-                eprintln!("\nFirst superuser: {email}\nGenerated password (shown once): {password}\n");
+                eprintln!(
+                    "\nFirst superuser: {email}\nGenerated password (shown once): {password}\n"
+                );
             }
             Ok(())
         }
@@ -131,7 +136,8 @@ pub async fn create_superuser(
     first_name: &str,
     last_name: &str,
 ) -> Result<i64, CommandError> {
-    let invalid = |field: &str, e: domain::ValueError| CommandError::Invalid(format!("{field}: {e}"));
+    let invalid =
+        |field: &str, e: domain::ValueError| CommandError::Invalid(format!("{field}: {e}"));
     let user = NewUser {
         email: Email::parse(email).map_err(|e| invalid("email", e))?,
         password: Password::parse(password).map_err(|e| invalid("password", e))?,
@@ -196,7 +202,15 @@ fn start_private_postgres(data_dir: &Path, port: u16) -> anyhow::Result<PathBuf>
             }
         }
         tracing::info!(dir = %dir_str, "initialising a private PostgreSQL cluster");
-        let args = ["-D", &dir_str, "-U", "postgres", "--auth=trust", "-E", "UTF8"];
+        let args = [
+            "-D",
+            &dir_str,
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+        ];
         if !run("initdb", &args)? {
             bail!("initdb failed for {dir_str}");
         }
@@ -204,7 +218,10 @@ fn start_private_postgres(data_dir: &Path, port: u16) -> anyhow::Result<PathBuf>
     if !run("pg_ctl", &["-D", &dir_str, "status"])? {
         let options = format!("-p {port} -c listen_addresses=127.0.0.1 -k {dir_str}");
         let log = format!("{dir_str}/server.log");
-        if !run("pg_ctl", &["-D", &dir_str, "-l", &log, "-w", "-o", &options, "start"])? {
+        if !run(
+            "pg_ctl",
+            &["-D", &dir_str, "-l", &log, "-w", "-o", &options, "start"],
+        )? {
             bail!("cannot start the private PostgreSQL; see {log}");
         }
     }
@@ -220,7 +237,11 @@ fn postgres_bindir() -> anyhow::Result<PathBuf> {
         }
     }
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|entries| entries.filter_map(|e| Some(e.ok()?.path().join("bin"))).collect())
+        .map(|entries| {
+            entries
+                .filter_map(|e| Some(e.ok()?.path().join("bin")))
+                .collect()
+        })
         .unwrap_or_default();
     versions.sort();
     versions

@@ -3,7 +3,7 @@
 //! (architecture §5).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{AggregateError, CqrsFramework};
@@ -78,6 +78,50 @@ type Framework = CqrsFramework<User, PersistedEventStore<UserEventRepository, Us
 pub struct CommandBus {
     cqrs: Arc<Framework>,
     pool: PgPool,
+    queues: Arc<UserQueues>,
+}
+
+/// Commands to one user from this process take turns, so they do not conflict with each
+/// other; only writers in other processes can still race, and those are re-decided.
+#[derive(Default)]
+struct UserQueues(Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>);
+
+impl UserQueues {
+    async fn turn(&self, user_id: i64) -> QueueTurn<'_> {
+        let queue = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(user_id)
+            .or_default()
+            .clone();
+        let guard = queue.clone().lock_owned().await;
+        QueueTurn {
+            queues: self,
+            user_id,
+            guard: Some(guard),
+        }
+    }
+}
+
+struct QueueTurn<'a> {
+    queues: &'a UserQueues,
+    user_id: i64,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for QueueTurn<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut map = self.queues.0.lock().unwrap_or_else(PoisonError::into_inner);
+        // Forget the queue once nobody holds or waits for it (the map's is the only handle).
+        if map
+            .get(&self.user_id)
+            .is_some_and(|queue| Arc::strong_count(queue) == 1)
+        {
+            map.remove(&self.user_id);
+        }
+    }
 }
 
 impl CommandBus {
@@ -86,6 +130,7 @@ impl CommandBus {
         Self {
             cqrs: Arc::new(CqrsFramework::new(store, vec![], services)),
             pool,
+            queues: Arc::default(),
         }
     }
 
@@ -111,6 +156,7 @@ impl CommandBus {
         metadata: &Metadata,
         expected_version: Option<i64>,
     ) -> Result<(), CommandError> {
+        let _turn = self.queues.turn(user_id).await;
         let aggregate_id = user_id.to_string();
         let mut map = metadata.to_map();
         if let Some(version) = expected_version {
@@ -128,6 +174,9 @@ impl CommandBus {
                 }
                 Err(AggregateError::AggregateConflict) => {
                     tracing::debug!(user_id, attempt, "concurrent write; deciding again");
+                    // Spread the losers out so they do not collide again in lockstep.
+                    let jitter = rand::random::<u64>() % (2 << attempt);
+                    tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
                 }
                 Err(other) => return Err(classify(other)),
             }

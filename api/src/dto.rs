@@ -53,10 +53,7 @@ impl From<UserView> for UserResponse {
             is_active: user.is_active,
             is_email_verified: user.is_email_verified,
             is_superuser: user.is_superuser,
-            created: user
-                .created
-                .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-                .to_string(),
+            created: user.created.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
             groups: user.groups.into_iter().map(GroupResponse::from).collect(),
         }
     }

@@ -174,9 +174,7 @@ impl From<crate::commands::CommandError> for ApiError {
             CommandError::Domain(UserError::PasswordHashing) => {
                 Self::internal("password hashing failed")
             }
-            CommandError::EmailTaken => {
-                Self::field("email", crate::routes::users::EMAIL_TAKEN)
-            }
+            CommandError::EmailTaken => Self::field("email", crate::routes::users::EMAIL_TAKEN),
             CommandError::Stale => Self::PreconditionFailed,
             CommandError::Invalid(cause) => Self::Internal(cause),
             CommandError::Unavailable(cause) => Self::Unavailable(cause),

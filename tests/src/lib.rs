@@ -1,1 +1,199 @@
+//! Test harness: each `TestApp` gets its own freshly migrated PostgreSQL database (dropped
+//! afterwards) and the production router bound to a real port on 127.0.0.1.
 
+use std::time::Duration;
+
+use api::bootstrap;
+use api::commands::CommandBus;
+use api::{Application, Settings};
+use domain::{Argon2Hasher, UserServices};
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::{json, Value};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection, PgPool};
+use std::sync::Arc;
+
+pub const SUPERUSER_EMAIL: &str = "root@example.com";
+pub const SUPERUSER_PASSWORD: &str = "root-password-1";
+pub const JWT_SECRET: &str = "integration-test-secret-0123456789abcdef";
+
+/// The server the tests create their databases on: `TEST_DATABASE_URL` without a database
+/// name, by default the local PostgreSQL.
+pub fn server_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    pub pool: PgPool,
+    pub client: reqwest::Client,
+    pub db_name: String,
+    pub superuser_id: i64,
+    pub superuser_token: String,
+    pub commands: CommandBus,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        let db_name = format!("users_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&format!("{}/postgres", server_url()))
+            .await
+            .expect("PostgreSQL reachable at TEST_DATABASE_URL");
+        sqlx::query(&format!("CREATE DATABASE {db_name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        admin.close().await.ok();
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&format!("{}/{db_name}", server_url()))
+            .await
+            .expect("connect to test database");
+        projections::MIGRATOR.run(&pool).await.expect("migrations");
+
+        let hasher = Argon2Hasher::owasp(2);
+        let commands = CommandBus::new(pool.clone(), UserServices::new(Arc::new(hasher)));
+        let superuser_id = bootstrap::create_superuser(
+            &commands,
+            SUPERUSER_EMAIL,
+            SUPERUSER_PASSWORD,
+            "Root",
+            "User",
+        )
+        .await
+        .expect("create superuser");
+
+        let application = Application::build(Settings {
+            pool: pool.clone(),
+            bind: "127.0.0.1:0".parse().unwrap(),
+            jwt_secret: JWT_SECRET.as_bytes().to_vec(),
+            access_token_ttl: Duration::from_secs(900),
+            refresh_token_ttl: Duration::from_secs(86_400),
+            hash_concurrency: 2,
+        })
+        .await
+        .expect("bind");
+        let base = format!("http://{}", application.local_addr().unwrap());
+        tokio::spawn(application.run_until(std::future::pending()));
+
+        let mut app = Self {
+            base,
+            pool,
+            client: reqwest::Client::new(),
+            db_name,
+            superuser_id,
+            superuser_token: String::new(),
+            commands,
+        };
+        app.superuser_token = app.login(SUPERUSER_EMAIL, SUPERUSER_PASSWORD).await;
+        app
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A request with the superuser's token.
+    pub fn admin(&self, method: Method, path: &str) -> RequestBuilder {
+        self.as_user(&self.superuser_token, method, path)
+    }
+
+    pub fn as_user(&self, token: &str, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(token)
+    }
+
+    /// Logs in and returns the access token; panics unless the login succeeds.
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let response = self
+            .client
+            .post(self.url("/api/v1/auth/login"))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .expect("login request");
+        assert_eq!(response.status(), 200, "login of {email}");
+        let body: Value = response.json().await.unwrap();
+        body["tokens"]["access"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a user as the superuser and returns its JSON; panics unless `201`.
+    pub async fn create_user(&self, email: &str, extra: Value) -> Value {
+        let mut body = json!({
+            "email": email,
+            "password": "password-123",
+            "first_name": "First",
+            "last_name": "Last",
+        });
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        let response = self
+            .admin(Method::POST, "/api/v1/users")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "create {email}");
+        response.json().await.unwrap()
+    }
+
+    /// The stored events of one user, oldest first: (sequence, event_type, payload).
+    pub async fn events_of(&self, id: i64) -> Vec<(i64, String, Value)> {
+        sqlx::query_as(
+            "SELECT sequence, event_type, payload FROM events
+             WHERE aggregate_type = 'User' AND aggregate_id = $1 ORDER BY sequence",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .unwrap()
+    }
+
+    /// A fresh connection, for read-your-writes checks on "any connection".
+    pub async fn fresh_client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+    }
+}
+
+/// Reads a response as (status, JSON body or `Null`).
+pub async fn status_json(response: Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let db_name = self.db_name.clone();
+        // Drop is synchronous: use a throwaway runtime on its own thread.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let mut admin = PgConnection::connect(&format!("{}/postgres", server_url()))
+                    .await
+                    .ok()?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(_))) {
+            eprintln!("warning: could not drop test database {}", self.db_name);
+        }
+    }
+}

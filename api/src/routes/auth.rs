@@ -27,7 +27,10 @@ async fn login(
     let account = users::credentials_by_email(&state.pool, &email).await?;
     let matched = state
         .hasher
-        .verify(&password, account.as_ref().map(|a| a.password_hash.as_str()))
+        .verify(
+            &password,
+            account.as_ref().map(|a| a.password_hash.as_str()),
+        )
         .await;
     let account = account
         .filter(|account| matched && account.is_active)
@@ -55,5 +58,7 @@ async fn refresh(
         .await?
         .filter(|user| user.is_active)
         .ok_or(ApiError::InvalidToken)?;
-    Ok(Json(json!({"access": state.tokens.issue(user.id, TokenType::Access)?})))
+    Ok(Json(
+        json!({"access": state.tokens.issue(user.id, TokenType::Access)?}),
+    ))
 }

@@ -3,7 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use axum::extract::{FromRequest, Path, RawQuery, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, RawQuery, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -58,9 +59,9 @@ async fn list(
 async fn retrieve(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    UserId(id): UserId,
 ) -> Result<Response, ApiError> {
-    let target = find(&state, &id).await?;
+    let target = find(&state, id).await?;
     policy::can_retrieve(&caller, &target)?;
     Ok(user_response(StatusCode::OK, target))
 }
@@ -75,7 +76,14 @@ async fn create(
     let JsonObject(body) = JsonObject::from_request(request, &()).await?;
     let mut fields = Fields::new(&body);
     let draft = CreateDraft::read(&mut fields);
-    check_database(&state, &mut fields, draft.email.as_ref(), None, draft.groups.as_ref()).await?;
+    check_database(
+        &state,
+        &mut fields,
+        draft.email.as_ref(),
+        None,
+        draft.groups.as_ref(),
+    )
+    .await?;
     fields.finish()?;
     let new_user = draft
         .complete()
@@ -83,7 +91,12 @@ async fn create(
     let id = state.commands.next_user_id().await?;
     state
         .commands
-        .execute(id, UserCommand::Create(new_user), &metadata(&caller, &request_id), None)
+        .execute(
+            id,
+            UserCommand::Create(new_user),
+            &metadata(&caller, &request_id),
+            None,
+        )
         .await?;
     let user = users::find(&state.pool, id)
         .await?
@@ -99,17 +112,24 @@ async fn update(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Extension(request_id): Extension<RequestId>,
-    Path(id): Path<String>,
+    UserId(id): UserId,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let target = find(&state, &id).await?;
+    let target = find(&state, id).await?;
     policy::can_change(&caller, &target)?;
     let expected = if_match(request.headers(), target.version)?;
     let JsonObject(body) = JsonObject::from_request(request, &()).await?;
     let mut fields = Fields::new(&body);
     let draft = UpdateDraft::read(&mut fields);
     let groups = draft.groups.as_ref().and_then(Option::as_ref);
-    check_database(&state, &mut fields, draft.email.as_ref(), Some(target.id), groups).await?;
+    check_database(
+        &state,
+        &mut fields,
+        draft.email.as_ref(),
+        Some(target.id),
+        groups,
+    )
+    .await?;
     fields.finish()?;
     let update = draft
         .complete()
@@ -118,17 +138,24 @@ async fn update(
         policy::can_deactivate(&caller, &target)?;
     }
     let meta = metadata(&caller, &request_id);
-    execute_and_respond(&state, target.id, UserCommand::Update(update), &meta, expected).await
+    execute_and_respond(
+        &state,
+        target.id,
+        UserCommand::Update(update),
+        &meta,
+        expected,
+    )
+    .await
 }
 
 async fn patch(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Extension(request_id): Extension<RequestId>,
-    Path(id): Path<String>,
+    UserId(id): UserId,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let target = find(&state, &id).await?;
+    let target = find(&state, id).await?;
     policy::can_change(&caller, &target)?;
     let expected = if_match(request.headers(), target.version)?;
     let JsonObject(body) = JsonObject::from_request(request, &()).await?;
@@ -140,17 +167,24 @@ async fn patch(
         policy::can_deactivate(&caller, &target)?;
     }
     let meta = metadata(&caller, &request_id);
-    execute_and_respond(&state, target.id, UserCommand::Patch(patch), &meta, expected).await
+    execute_and_respond(
+        &state,
+        target.id,
+        UserCommand::Patch(patch),
+        &meta,
+        expected,
+    )
+    .await
 }
 
 async fn destroy(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Extension(request_id): Extension<RequestId>,
-    Path(id): Path<String>,
+    UserId(id): UserId,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    let target = find(&state, &id).await?;
+    let target = find(&state, id).await?;
     policy::can_change(&caller, &target)?;
     policy::can_deactivate(&caller, &target)?;
     let expected = if_match(&headers, target.version)?;
@@ -166,14 +200,29 @@ async fn destroy(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The user behind a path id; a non-integer or non-positive id is simply not found.
-async fn find(state: &AppState, raw_id: &str) -> Result<users::UserView, ApiError> {
-    let id = raw_id
-        .parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or(ApiError::NotFound)?;
-    users::find(&state.pool, id).await?.ok_or(ApiError::NotFound)
+/// A user id from the path. A non-integer or non-positive id (or an undecodable path) is
+/// simply not found.
+struct UserId(i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for UserId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::NotFound)?;
+        raw.parse::<i64>()
+            .ok()
+            .filter(|id| *id > 0)
+            .map(Self)
+            .ok_or(ApiError::NotFound)
+    }
+}
+
+async fn find(state: &AppState, id: i64) -> Result<users::UserView, ApiError> {
+    users::find(&state.pool, id)
+        .await?
+        .ok_or(ApiError::NotFound)
 }
 
 /// The checks that need the database, added to the field errors so every error is reported
@@ -193,7 +242,10 @@ async fn check_database(
     if let Some(groups) = groups {
         let names: Vec<String> = groups.iter().cloned().collect();
         for name in groups::unknown(&state.pool, &names).await? {
-            fields.error("user_types", format!("Object with name={name} does not exist."));
+            fields.error(
+                "user_types",
+                format!("Object with name={name} does not exist."),
+            );
         }
     }
     Ok(())
@@ -212,7 +264,9 @@ async fn execute_and_respond(
         .commands
         .execute(id, command, metadata, expected_version)
         .await?;
-    let user = users::find(&state.pool, id).await?.ok_or(ApiError::NotFound)?;
+    let user = users::find(&state.pool, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     Ok(user_response(StatusCode::OK, user))
 }
 
@@ -240,7 +294,10 @@ fn if_match(headers: &HeaderMap, current: i64) -> Result<Option<i64>, ApiError> 
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
-    let value = value.to_str().map_err(|_| ApiError::PreconditionFailed)?.trim();
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::PreconditionFailed)?
+        .trim();
     if value == "*" {
         return Ok(None);
     }
