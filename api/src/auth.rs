@@ -143,9 +143,42 @@ mod tests {
 
     #[test]
     fn an_expired_token_is_refused() {
-        let expired = TokenKeys::new(b"test-secret", Duration::ZERO, Duration::ZERO);
-        let token = expired.issue(1, TokenType::Access).unwrap();
-        std::thread::sleep(Duration::from_millis(1100));
-        assert_eq!(keys().verify(&token, TokenType::Access), None);
+        let keys = keys();
+        let now = chrono::Utc::now().timestamp();
+        let claims = |exp| Claims {
+            sub: "1".into(),
+            token_type: TokenType::Access,
+            iat: now - 100,
+            exp,
+            jti: "j".into(),
+        };
+        let sign =
+            |c: &Claims| jsonwebtoken::encode(&Header::default(), c, &keys.encoding).unwrap();
+        assert_eq!(
+            keys.verify(&sign(&claims(now + 60)), TokenType::Access),
+            Some(1)
+        );
+        assert_eq!(
+            keys.verify(&sign(&claims(now - 1)), TokenType::Access),
+            None
+        );
+    }
+
+    #[test]
+    fn a_token_with_another_algorithm_is_refused() {
+        let keys = keys();
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS512),
+            &Claims {
+                sub: "1".into(),
+                token_type: TokenType::Access,
+                iat: 0,
+                exp: chrono::Utc::now().timestamp() + 60,
+                jti: "j".into(),
+            },
+            &keys.encoding,
+        )
+        .unwrap();
+        assert_eq!(keys.verify(&token, TokenType::Access), None);
     }
 }

@@ -230,12 +230,16 @@ pub fn read_patch(fields: &mut Fields<'_>) -> Option<UserPatch> {
         let raw = f.string("last_name");
         parsed(f, "last_name", raw, Name::parse)
     });
+    // Every field is read before any is given up on, so all errors are reported at once.
+    let organisation_id = optional(fields, "organisation_id", organisation);
+    let is_admin = optional(fields, "is_admin", |f| f.boolean("is_admin"));
+    let is_active = optional(fields, "is_active", |f| f.boolean("is_active"));
     Some(UserPatch {
         first_name: first_name?,
         last_name: last_name?,
-        organisation_id: optional(fields, "organisation_id", organisation)?,
-        is_admin: optional(fields, "is_admin", |f| f.boolean("is_admin"))?,
-        is_active: optional(fields, "is_active", |f| f.boolean("is_active"))?,
+        organisation_id: organisation_id?,
+        is_admin: is_admin?,
+        is_active: is_active?,
     })
 }
 

@@ -28,10 +28,7 @@ impl PageRequest {
                 .find(|(key, _)| key == name)
                 .map(|(_, value)| value.as_str())
         };
-        let page_size = value("page_size")
-            .and_then(|raw| raw.trim().parse::<i64>().ok())
-            .filter(|size| *size > 0)
-            .map_or(DEFAULT_PAGE_SIZE, |size| size.min(MAX_PAGE_SIZE));
+        let page_size = value("page_size").map_or(DEFAULT_PAGE_SIZE, page_size);
         let page = match value("page") {
             None => 1,
             Some(raw) => raw
@@ -71,6 +68,20 @@ impl PageRequest {
             serializer.append_pair("page", &page.to_string());
         }
         serializer.finish()
+    }
+}
+
+/// A positive integer (of any length) is clamped to the maximum; anything else is the default.
+fn page_size(raw: &str) -> i64 {
+    let digits = raw.trim().trim_start_matches('+');
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return DEFAULT_PAGE_SIZE;
+    }
+    match digits.parse::<i64>() {
+        Ok(0) => DEFAULT_PAGE_SIZE,
+        Ok(size) => size.min(MAX_PAGE_SIZE),
+        // More digits than an i64 holds: a very large positive integer.
+        Err(_) => MAX_PAGE_SIZE,
     }
 }
 
@@ -125,6 +136,8 @@ mod tests {
         assert_eq!(size("page_size=-3"), 50);
         assert_eq!(size("page_size=abc"), 50);
         assert_eq!(size("page_size=7"), 7);
+        assert_eq!(size("page_size=99999999999999999999"), 1000);
+        assert_eq!(size("page_size=000"), 50);
     }
 
     #[test]

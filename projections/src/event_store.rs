@@ -4,8 +4,7 @@
 //! is never taken twice.
 
 use cqrs_es::persist::{
-    PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent,
-    SerializedSnapshot,
+    PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
 };
 use cqrs_es::Aggregate;
 use domain::{user::values::normalize_email, User, UserEvent};

@@ -17,7 +17,10 @@ pub struct GroupView {
 }
 
 /// The groups of each user, in name order, each with its permissions in codename order.
-pub async fn of_users(pool: &PgPool, user_ids: &[i64]) -> sqlx::Result<HashMap<i64, Vec<GroupView>>> {
+pub async fn of_users(
+    pool: &PgPool,
+    user_ids: &[i64],
+) -> sqlx::Result<HashMap<i64, Vec<GroupView>>> {
     let mut result: HashMap<i64, Vec<GroupView>> = HashMap::new();
     if user_ids.is_empty() {
         return Ok(result);

@@ -22,11 +22,7 @@ pub async fn apply(conn: &mut PgConnection, envelope: Envelope<'_>) -> sqlx::Res
         recorded_at,
         event,
     } = envelope;
-    let update = |set: &'static str| {
-        sqlx::query(set)
-            .bind(user_id)
-            .bind(sequence)
-    };
+    let update = |set: &'static str| sqlx::query(set).bind(user_id).bind(sequence);
     let result = match event {
         UserEvent::Created {
             email,
@@ -123,7 +119,11 @@ pub async fn apply(conn: &mut PgConnection, envelope: Envelope<'_>) -> sqlx::Res
     Ok(())
 }
 
-async fn replace_groups(conn: &mut PgConnection, user_id: i64, groups: &[String]) -> sqlx::Result<()> {
+async fn replace_groups(
+    conn: &mut PgConnection,
+    user_id: i64,
+    groups: &[String],
+) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM user_groups WHERE user_id = $1")
         .bind(user_id)
         .execute(&mut *conn)

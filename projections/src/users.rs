@@ -62,7 +62,8 @@ impl UserRow {
     }
 }
 
-const USER_COLUMNS: &str = "id, email, first_name, last_name, organisation_id, is_admin, is_staff, \
+const USER_COLUMNS: &str =
+    "id, email, first_name, last_name, organisation_id, is_admin, is_staff, \
      is_active, is_email_verified, is_superuser, created, last_sequence";
 
 /// Which users a list may show.
@@ -140,12 +141,14 @@ pub async fn credentials_by_email(pool: &PgPool, email: &str) -> sqlx::Result<Op
     .bind(email.trim())
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|(id, email, password_hash, is_active)| Credentials {
-        id,
-        email,
-        password_hash,
-        is_active,
-    }))
+    Ok(
+        row.map(|(id, email, password_hash, is_active)| Credentials {
+            id,
+            email,
+            password_hash,
+            is_active,
+        }),
+    )
 }
 
 /// Whether `normalized_email` is claimed by a user other than `except`. Advisory (for

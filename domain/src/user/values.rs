@@ -208,7 +208,10 @@ mod tests {
     #[test]
     fn passwords_are_bounded_and_never_printed() {
         assert_eq!(Password::parse("short"), Err(ValueError::TooShort(8)));
-        assert_eq!(Password::parse(&"x".repeat(129)), Err(ValueError::TooLong(128)));
+        assert_eq!(
+            Password::parse(&"x".repeat(129)),
+            Err(ValueError::TooLong(128))
+        );
         let password = Password::parse(" spaced out ").unwrap();
         assert_eq!(password.expose(), " spaced out ");
         assert!(!format!("{password:?}").contains("spaced"));

@@ -24,7 +24,10 @@ impl PasswordHasher for TaggingHasher {
         if password.expose() == "make-it-fail" {
             return Err(HashError);
         }
-        Ok(PasswordHash::new(format!("hashed:{}", password.expose().len())))
+        Ok(PasswordHash::new(format!(
+            "hashed:{}",
+            password.expose().len()
+        )))
     }
 }
 
@@ -196,7 +199,11 @@ async fn an_empty_patch_records_nothing() {
 #[tokio::test]
 async fn patch_revokes_admin_and_reactivates() {
     framework()
-        .given(vec![created(), UserEvent::AdminGranted, UserEvent::Deactivated])
+        .given(vec![
+            created(),
+            UserEvent::AdminGranted,
+            UserEvent::Deactivated,
+        ])
         .when_async(UserCommand::Patch(UserPatch {
             is_admin: Some(false),
             is_active: Some(true),
@@ -290,7 +297,10 @@ fn events_serialize_to_their_stored_shape() {
         first_name: "Ann".into(),
     })
     .unwrap();
-    assert_eq!(json, serde_json::json!({"FirstNameChanged": {"first_name": "Ann"}}));
+    assert_eq!(
+        json,
+        serde_json::json!({"FirstNameChanged": {"first_name": "Ann"}})
+    );
     assert_eq!(
         serde_json::to_value(UserEvent::Deactivated).unwrap(),
         serde_json::json!("Deactivated")
