@@ -11,6 +11,7 @@ use axum::routing::get;
 use axum::{Extension, Json, Router};
 use domain::{Email, UserCommand};
 use projections::{groups, users};
+use serde_json::{Map, Value};
 
 use crate::auth::Caller;
 use crate::body::{Fields, JsonObject};
@@ -115,37 +116,26 @@ async fn update(
     UserId(id): UserId,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let target = find(&state, id).await?;
-    policy::can_change(&caller, &target)?;
-    let expected = if_match(request.headers(), target.version)?;
-    let JsonObject(body) = JsonObject::from_request(request, &()).await?;
+    let (target, expected, body) = begin_change(&state, &caller, id, request).await?;
     let mut fields = Fields::new(&body);
     let draft = UpdateDraft::read(&mut fields);
     let groups = draft.groups.as_ref().and_then(Option::as_ref);
-    check_database(
-        &state,
-        &mut fields,
-        draft.email.as_ref(),
-        Some(target.id),
-        groups,
-    )
-    .await?;
+    let email = draft.email.as_ref();
+    check_database(&state, &mut fields, email, Some(target.id), groups).await?;
     fields.finish()?;
     let update = draft
         .complete()
         .ok_or_else(|| ApiError::internal("update body valid but incomplete"))?;
-    if update.is_active == Some(false) {
-        policy::can_deactivate(&caller, &target)?;
-    }
-    let meta = metadata(&caller, &request_id);
-    execute_and_respond(
-        &state,
-        target.id,
-        UserCommand::Update(update),
-        &meta,
+    let deactivates = update.is_active == Some(false);
+    let change = Change {
+        caller: &caller,
+        target: &target,
+        request_id: &request_id,
         expected,
-    )
-    .await
+    };
+    change
+        .execute(&state, UserCommand::Update(update), deactivates)
+        .await
 }
 
 async fn patch(
@@ -155,26 +145,67 @@ async fn patch(
     UserId(id): UserId,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let target = find(&state, id).await?;
-    policy::can_change(&caller, &target)?;
-    let expected = if_match(request.headers(), target.version)?;
-    let JsonObject(body) = JsonObject::from_request(request, &()).await?;
+    let (target, expected, body) = begin_change(&state, &caller, id, request).await?;
     let mut fields = Fields::new(&body);
     let patch = crate::dto::read_patch(&mut fields);
     fields.finish()?;
     let patch = patch.ok_or_else(|| ApiError::internal("patch body valid but incomplete"))?;
-    if patch.is_active == Some(false) {
-        policy::can_deactivate(&caller, &target)?;
-    }
-    let meta = metadata(&caller, &request_id);
-    execute_and_respond(
-        &state,
-        target.id,
-        UserCommand::Patch(patch),
-        &meta,
+    let deactivates = patch.is_active == Some(false);
+    let change = Change {
+        caller: &caller,
+        target: &target,
+        request_id: &request_id,
         expected,
-    )
-    .await
+    };
+    change
+        .execute(&state, UserCommand::Patch(patch), deactivates)
+        .await
+}
+
+/// The common start of PUT and PATCH, in DRF's order: the target (404), the permission
+/// (403), the `If-Match` (412), then the body (415/413/400).
+async fn begin_change(
+    state: &AppState,
+    caller: &users::UserView,
+    id: i64,
+    request: Request,
+) -> Result<(users::UserView, Option<i64>, Map<String, Value>), ApiError> {
+    let target = find(state, id).await?;
+    policy::can_change(caller, &target)?;
+    let expected = if_match(request.headers(), target.version)?;
+    let JsonObject(body) = JsonObject::from_request(request, &()).await?;
+    Ok((target, expected, body))
+}
+
+/// A PUT or PATCH ready to run.
+struct Change<'a> {
+    caller: &'a users::UserView,
+    target: &'a users::UserView,
+    request_id: &'a RequestId,
+    expected: Option<i64>,
+}
+
+impl Change<'_> {
+    async fn execute(
+        self,
+        state: &AppState,
+        command: UserCommand,
+        deactivates: bool,
+    ) -> Result<Response, ApiError> {
+        if deactivates {
+            policy::can_deactivate(self.caller, self.target)?;
+        }
+        let id = self.target.id;
+        let meta = metadata(self.caller, self.request_id);
+        state
+            .commands
+            .execute(id, command, &meta, self.expected)
+            .await?;
+        let user = users::find(&state.pool, id)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+        Ok(user_response(StatusCode::OK, user))
+    }
 }
 
 async fn destroy(
@@ -252,23 +283,6 @@ async fn check_database(
 }
 
 pub const EMAIL_TAKEN: &str = "A user with this email already exists.";
-
-async fn execute_and_respond(
-    state: &AppState,
-    id: i64,
-    command: UserCommand,
-    metadata: &Metadata,
-    expected_version: Option<i64>,
-) -> Result<Response, ApiError> {
-    state
-        .commands
-        .execute(id, command, metadata, expected_version)
-        .await?;
-    let user = users::find(&state.pool, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(user_response(StatusCode::OK, user))
-}
 
 fn metadata(caller: &users::UserView, request_id: &RequestId) -> Metadata {
     Metadata {
