@@ -59,8 +59,10 @@ pub async fn unknown(pool: &PgPool, names: &[String]) -> sqlx::Result<Vec<String
     if names.is_empty() {
         return Ok(Vec::new());
     }
+    // PostgreSQL text cannot hold NUL: such a name is unknown without asking.
+    let askable: Vec<&String> = names.iter().filter(|name| !name.contains('\0')).collect();
     let existing: Vec<String> = sqlx::query_scalar("SELECT name FROM groups WHERE name = ANY($1)")
-        .bind(names)
+        .bind(askable)
         .fetch_all(pool)
         .await?;
     Ok(names

@@ -135,6 +135,10 @@ pub struct Credentials {
 }
 
 pub async fn credentials_by_email(pool: &PgPool, email: &str) -> sqlx::Result<Option<Credentials>> {
+    // PostgreSQL text cannot hold NUL, and no stored address has one.
+    if email.contains('\0') {
+        return Ok(None);
+    }
     let row: Option<(i64, String, String, bool)> = sqlx::query_as(
         "SELECT id, email, password_hash, is_active FROM users WHERE lower(email) = lower($1)",
     )

@@ -2239,3 +2239,41 @@ async fn every_successful_write_is_visible_to_an_immediate_get_on_a_new_connecti
         );
     }
 }
+
+/// PostgreSQL text cannot hold NUL: such input is a clear 4xx, never a 500.
+#[tokio::test]
+async fn null_characters_are_refused_with_4xx_never_500() {
+    let app = TestApp::spawn().await;
+    let (status, body) = status_json(
+        app.admin(Method::POST, "/api/v1/users")
+            .json(
+                &json!({"email": "nul@example.com", "password": "password-123",
+                          "first_name": "Ja\u{0}ne", "last_name": "Doe",
+                          "user_types": ["vie\u{0}wer"]}),
+            )
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["first_name"],
+        json!(["Null characters are not allowed."])
+    );
+    assert!(
+        body["user_types"].to_string().contains("does not exist"),
+        "{body}"
+    );
+
+    let (status, _) = status_json(
+        app.client
+            .post(app.url("/api/v1/auth/login"))
+            .json(&json!({"email": "nul\u{0}@example.com", "password": "password-123"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 401);
+}

@@ -17,6 +17,8 @@ pub enum ValueError {
     InvalidEmail,
     #[error("Ensure this value is greater than or equal to 1.")]
     NotPositive,
+    #[error("Null characters are not allowed.")]
+    NullCharacter,
 }
 
 /// An email address: trimmed, at most 254 characters, `local@domain.tld` in shape.
@@ -100,6 +102,9 @@ impl Name {
 
     pub fn parse(raw: &str) -> Result<Self, ValueError> {
         let name = raw.trim();
+        if name.contains('\0') {
+            return Err(ValueError::NullCharacter);
+        }
         if name.is_empty() {
             return Err(ValueError::Blank);
         }
@@ -189,6 +194,7 @@ mod tests {
             "jane@-example.com",
             "jane@example.123",
             "jane..doe@example.com",
+            "ja\0ne@example.com",
         ] {
             assert_eq!(Email::parse(raw), Err(ValueError::InvalidEmail), "{raw}");
         }
@@ -203,6 +209,7 @@ mod tests {
         assert_eq!(Name::parse(" \t "), Err(ValueError::Blank));
         assert!(Name::parse(&"é".repeat(150)).is_ok());
         assert_eq!(Name::parse(&"é".repeat(151)), Err(ValueError::TooLong(150)));
+        assert_eq!(Name::parse("Ja\0ne"), Err(ValueError::NullCharacter));
     }
 
     #[test]
