@@ -223,3 +223,86 @@ async fn writers_in_two_processes_racing_on_one_user_lose_nothing() {
     assert_eq!(row["first_name"], replayed.first_name);
     assert_eq!(row["last_name"], replayed.last_name);
 }
+
+/// Without the API's advisory pre-check, the email claim in the write transaction alone
+/// refuses a second user with the address (any case) and leaves nothing of it behind.
+#[tokio::test]
+async fn the_write_transaction_itself_refuses_a_taken_email_and_leaves_no_trace() {
+    use api::commands::{CommandError, Metadata, Source};
+    use domain::{Email, Name, NewUser, Password, UserCommand};
+
+    let app = TestApp::spawn().await;
+    let new_user = |email: &str| NewUser {
+        email: Email::parse(email).unwrap(),
+        password: Password::parse("password-123").unwrap(),
+        first_name: Name::parse("Claim").unwrap(),
+        last_name: Name::parse("Test").unwrap(),
+        organisation_id: None,
+        groups: Default::default(),
+        is_admin: false,
+        is_staff: false,
+        is_superuser: false,
+    };
+    let metadata = Metadata {
+        actor_id: None,
+        request_id: "claim-test".into(),
+        source: Source::Cli,
+    };
+    let first = app.commands.next_user_id().await.unwrap();
+    app.commands
+        .execute(
+            first,
+            UserCommand::Create(new_user("claim@example.com")),
+            &metadata,
+            None,
+        )
+        .await
+        .unwrap();
+    let second = app.commands.next_user_id().await.unwrap();
+    let refused = app
+        .commands
+        .execute(
+            second,
+            UserCommand::Create(new_user("CLAIM@example.com")),
+            &metadata,
+            None,
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(CommandError::EmailTaken)),
+        "{refused:?}"
+    );
+    assert!(
+        app.events_of(second).await.is_empty(),
+        "no event of the refused user"
+    );
+    let row: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE id = $1")
+        .bind(second)
+        .fetch_optional(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(row, None, "no read-model row of the refused user");
+
+    // Moving the first user to another address frees the old one for a third user.
+    let (status, _) = status_json(
+        app.admin(Method::PUT, &format!("/api/v1/users/{first}"))
+            .json(
+                &json!({"email": "moved@example.com", "first_name": "Claim", "last_name": "Test"}),
+            )
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let third = app.commands.next_user_id().await.unwrap();
+    app.commands
+        .execute(
+            third,
+            UserCommand::Create(new_user("Claim@Example.com")),
+            &metadata,
+            None,
+        )
+        .await
+        .unwrap();
+}
