@@ -8,10 +8,11 @@ use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use projections::users::{self, UserView};
+use projections::users;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
+pub use crate::policy::Caller;
 use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,9 +81,8 @@ impl TokenKeys {
     }
 }
 
-/// The authenticated, active user making the request, as the read model has them now.
-pub struct Caller(pub UserView);
-
+/// The authenticated, active user making the request, loaded from the read model on every
+/// request: a deactivated, demoted or moved caller loses the old rights at once.
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -110,7 +110,7 @@ impl FromRequestParts<AppState> for Caller {
         if !user.is_active {
             return Err(ApiError::InactiveUser);
         }
-        Ok(Self(user))
+        Ok(Self::new(user))
     }
 }
 

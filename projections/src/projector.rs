@@ -101,6 +101,18 @@ pub async fn apply(conn: &mut PgConnection, envelope: Envelope<'_>) -> sqlx::Res
                 .execute(&mut *conn)
                 .await?
         }
+        UserEvent::StaffGranted | UserEvent::StaffRevoked => {
+            update("UPDATE users SET is_staff = $3, last_sequence = $2 WHERE id = $1 AND last_sequence < $2")
+                .bind(matches!(event, UserEvent::StaffGranted))
+                .execute(&mut *conn)
+                .await?
+        }
+        UserEvent::SuperuserGranted | UserEvent::SuperuserRevoked => {
+            update("UPDATE users SET is_superuser = $3, last_sequence = $2 WHERE id = $1 AND last_sequence < $2")
+                .bind(matches!(event, UserEvent::SuperuserGranted))
+                .execute(&mut *conn)
+                .await?
+        }
         UserEvent::GroupsChanged { groups } => {
             let result = update(
                 "UPDATE users SET last_sequence = $2 WHERE id = $1 AND last_sequence < $2",

@@ -457,12 +457,11 @@ async fn a_non_superuser_lists_and_retrieves_only_themself() {
 }
 
 #[tokio::test]
-async fn a_non_superuser_may_not_create_or_change_themself_and_gets_404_for_others() {
+async fn a_member_without_permissions_may_only_edit_their_own_names_and_gets_404_for_others() {
     let app = TestApp::spawn().await;
     let other = app.create_user("other@example.com", json!({})).await;
     let (me, token) = user_with_token(&app, "me@example.com").await;
     let events_before = total_events(&app).await;
-    let change = json!({"email": "me@example.com", "first_name": "New", "last_name": "Name"});
 
     let (status, body) = send(
         app.as_user(&token, Method::POST, USERS)
@@ -472,19 +471,28 @@ async fn a_non_superuser_may_not_create_or_change_themself_and_gets_404_for_othe
     assert_eq!((status, &body["detail"]), (403, &json!(FORBIDDEN)));
 
     let mine = user_path(id_of(&me));
-    for (method, body) in [
-        (Method::PUT, Some(change.clone())),
-        (Method::PATCH, Some(json!({"first_name": "New"}))),
+    let forbidden_on_self = [
+        (Method::PATCH, Some(json!({"organisation_id": 5}))),
+        (Method::PATCH, Some(json!({"is_admin": true}))),
+        (Method::PATCH, Some(json!({"is_active": false}))),
+        (
+            Method::PUT,
+            Some(
+                json!({"email": "new.me@example.com", "first_name": "First", "last_name": "Last"}),
+            ),
+        ),
         (Method::DELETE, None),
-    ] {
+    ];
+    for (method, body) in forbidden_on_self {
         let mut request = app.as_user(&token, method.clone(), &mine);
         if let Some(body) = &body {
             request = request.json(body);
         }
-        let (status, body) = send(request).await;
-        assert_eq!(status, 403, "{method} on self: {body}");
-        assert_eq!(body["detail"], FORBIDDEN, "{method} on self");
-
+        let (status, answer) = send(request).await;
+        assert_eq!(status, 403, "{method} {body:?} on self: {answer}");
+        assert_eq!(answer["detail"], FORBIDDEN, "{method} on self");
+    }
+    for method in [Method::PUT, Method::PATCH, Method::DELETE] {
         let mut request = app.as_user(&token, method.clone(), &user_path(id_of(&other)));
         if method != Method::DELETE {
             request = request
@@ -494,15 +502,23 @@ async fn a_non_superuser_may_not_create_or_change_themself_and_gets_404_for_othe
         assert_eq!(status, 404, "{method} on another user: {body}");
         assert_eq!(body["detail"], NOT_FOUND, "{method} on another user");
     }
-
-    assert_eq!(
-        total_events(&app).await,
-        events_before,
-        "nothing may be recorded"
-    );
+    assert_eq!(total_events(&app).await, events_before, "nothing recorded");
     assert_eq!(list_count(&app).await, 3);
-    let (_, still) = send(app.admin(Method::GET, &mine)).await;
-    assert_eq!(still, me);
+
+    // Self-service: their own first and last name.
+    let (status, body) = send(
+        app.as_user(&token, Method::PATCH, &mine)
+            .json(&json!({"first_name": "Newname"})),
+    )
+    .await;
+    assert_eq!((status, &body["first_name"]), (200, &json!("Newname")));
+    let (status, body) = send(
+        app.as_user(&token, Method::PUT, &mine)
+            .json(&json!({"email": "me@example.com", "first_name": "Put", "last_name": "Name"})),
+    )
+    .await;
+    assert_eq!((status, &body["last_name"]), (200, &json!("Name")));
+    assert_eq!(total_events(&app).await, events_before + 3);
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use domain::{Email, UserCommand};
+use domain::{Email, OrganisationId, UserCommand};
 use projections::{groups, users};
 use serde_json::{Map, Value};
 
@@ -19,7 +19,7 @@ use crate::commands::{Metadata, Source};
 use crate::dto::{CreateDraft, PageResponse, UpdateDraft, UserResponse};
 use crate::error::ApiError;
 use crate::pagination::{PageRequest, PageUrls};
-use crate::policy;
+use crate::policy::{self, Field};
 use crate::request_id::RequestId;
 use crate::routes::route_both;
 use crate::state::AppState;
@@ -35,7 +35,7 @@ pub fn router() -> Router<AppState> {
 
 async fn list(
     State(state): State<AppState>,
-    Caller(caller): Caller,
+    caller: Caller,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     uri: axum::http::Uri,
@@ -59,7 +59,7 @@ async fn list(
 
 async fn retrieve(
     State(state): State<AppState>,
-    Caller(caller): Caller,
+    caller: Caller,
     UserId(id): UserId,
 ) -> Result<Response, ApiError> {
     let target = find(&state, id).await?;
@@ -69,11 +69,11 @@ async fn retrieve(
 
 async fn create(
     State(state): State<AppState>,
-    Caller(caller): Caller,
+    caller: Caller,
     Extension(request_id): Extension<RequestId>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    policy::can_create(&caller)?;
+    policy::can_begin_create(&caller)?;
     let JsonObject(body) = JsonObject::from_request(request, &()).await?;
     let mut fields = Fields::new(&body);
     let draft = CreateDraft::read(&mut fields);
@@ -86,9 +86,16 @@ async fn create(
     )
     .await?;
     fields.finish()?;
-    let new_user = draft
+    let mut new_user = draft
         .complete()
         .ok_or_else(|| ApiError::internal("create body valid but incomplete"))?;
+    if !body.contains_key("organisation_id") {
+        new_user.organisation_id = caller
+            .organisation_id()
+            .and_then(|id| OrganisationId::parse(id).ok());
+    }
+    let organisation_id = new_user.organisation_id.map(OrganisationId::get);
+    policy::can_create(&caller, organisation_id, &new_user.groups)?;
     let id = state.commands.next_user_id().await?;
     state
         .commands
@@ -111,7 +118,7 @@ async fn create(
 
 async fn update(
     State(state): State<AppState>,
-    Caller(caller): Caller,
+    caller: Caller,
     Extension(request_id): Extension<RequestId>,
     UserId(id): UserId,
     request: Request,
@@ -126,7 +133,15 @@ async fn update(
     let update = draft
         .complete()
         .ok_or_else(|| ApiError::internal("update body valid but incomplete"))?;
-    let deactivates = update.is_active == Some(false);
+    let requested = Requested {
+        email: Some(update.email.as_str().to_owned()),
+        first_name: Some(update.first_name.as_str().to_owned()),
+        last_name: Some(update.last_name.as_str().to_owned()),
+        organisation_id: update.organisation_id.map(|id| id.map(OrganisationId::get)),
+        is_admin: update.is_admin,
+        is_active: update.is_active,
+        groups: update.groups.clone(),
+    };
     let change = Change {
         caller: &caller,
         target: &target,
@@ -134,13 +149,13 @@ async fn update(
         expected,
     };
     change
-        .execute(&state, UserCommand::Update(update), deactivates)
+        .execute(&state, UserCommand::Update(update), requested)
         .await
 }
 
 async fn patch(
     State(state): State<AppState>,
-    Caller(caller): Caller,
+    caller: Caller,
     Extension(request_id): Extension<RequestId>,
     UserId(id): UserId,
     request: Request,
@@ -150,7 +165,15 @@ async fn patch(
     let patch = crate::dto::read_patch(&mut fields);
     fields.finish()?;
     let patch = patch.ok_or_else(|| ApiError::internal("patch body valid but incomplete"))?;
-    let deactivates = patch.is_active == Some(false);
+    let requested = Requested {
+        email: None,
+        first_name: patch.first_name.as_ref().map(|n| n.as_str().to_owned()),
+        last_name: patch.last_name.as_ref().map(|n| n.as_str().to_owned()),
+        organisation_id: patch.organisation_id.map(|id| id.map(OrganisationId::get)),
+        is_admin: patch.is_admin,
+        is_active: patch.is_active,
+        groups: None,
+    };
     let change = Change {
         caller: &caller,
         target: &target,
@@ -158,7 +181,7 @@ async fn patch(
         expected,
     };
     change
-        .execute(&state, UserCommand::Patch(patch), deactivates)
+        .execute(&state, UserCommand::Patch(patch), requested)
         .await
 }
 
@@ -166,20 +189,76 @@ async fn patch(
 /// (403), the `If-Match` (412), then the body (415/413/400).
 async fn begin_change(
     state: &AppState,
-    caller: &users::UserView,
+    caller: &Caller,
     id: i64,
     request: Request,
 ) -> Result<(users::UserView, Option<i64>, Map<String, Value>), ApiError> {
     let target = find(state, id).await?;
-    policy::can_change(caller, &target)?;
+    policy::can_begin_change(caller, &target)?;
     let expected = if_match(request.headers(), target.version)?;
     let JsonObject(body) = JsonObject::from_request(request, &()).await?;
     Ok((target, expected, body))
 }
 
+/// The values a PUT or PATCH asks for, to tell which fields would really change.
+struct Requested {
+    email: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    organisation_id: Option<Option<i64>>,
+    is_admin: Option<bool>,
+    is_active: Option<bool>,
+    groups: Option<BTreeSet<String>>,
+}
+
+impl Requested {
+    fn changed_fields(&self, target: &users::UserView) -> Vec<Field> {
+        let current_groups: BTreeSet<&str> =
+            target.groups.iter().map(|g| g.name.as_str()).collect();
+        let differs = |wanted: &Option<String>, current: &str| {
+            wanted.as_deref().is_some_and(|w| w != current)
+        };
+        let mut changed = Vec::new();
+        if differs(&self.email, &target.email) {
+            changed.push(Field::Email);
+        }
+        if differs(&self.first_name, &target.first_name) {
+            changed.push(Field::FirstName);
+        }
+        if differs(&self.last_name, &target.last_name) {
+            changed.push(Field::LastName);
+        }
+        if self
+            .organisation_id
+            .is_some_and(|id| id != target.organisation_id)
+        {
+            changed.push(Field::Organisation);
+        }
+        if self.is_admin.is_some_and(|admin| admin != target.is_admin) {
+            changed.push(Field::IsAdmin);
+        }
+        if self
+            .is_active
+            .is_some_and(|active| active != target.is_active)
+        {
+            changed.push(Field::IsActive);
+        }
+        if let Some(groups) = &self.groups {
+            let wanted: BTreeSet<&str> = groups.iter().map(String::as_str).collect();
+            if wanted != current_groups {
+                changed.push(Field::Groups {
+                    touches_admin: wanted.contains(policy::ADMIN_GROUP)
+                        != current_groups.contains(policy::ADMIN_GROUP),
+                });
+            }
+        }
+        changed
+    }
+}
+
 /// A PUT or PATCH ready to run.
 struct Change<'a> {
-    caller: &'a users::UserView,
+    caller: &'a Caller,
     target: &'a users::UserView,
     request_id: &'a RequestId,
     expected: Option<i64>,
@@ -190,11 +269,10 @@ impl Change<'_> {
         self,
         state: &AppState,
         command: UserCommand,
-        deactivates: bool,
+        requested: Requested,
     ) -> Result<Response, ApiError> {
-        if deactivates {
-            policy::can_deactivate(self.caller, self.target)?;
-        }
+        let changed = requested.changed_fields(self.target);
+        policy::can_change(self.caller, self.target, &changed)?;
         let id = self.target.id;
         let meta = metadata(self.caller, self.request_id);
         state
@@ -210,14 +288,13 @@ impl Change<'_> {
 
 async fn destroy(
     State(state): State<AppState>,
-    Caller(caller): Caller,
+    caller: Caller,
     Extension(request_id): Extension<RequestId>,
     UserId(id): UserId,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let target = find(&state, id).await?;
-    policy::can_change(&caller, &target)?;
-    policy::can_deactivate(&caller, &target)?;
+    policy::can_delete(&caller, &target)?;
     let expected = if_match(&headers, target.version)?;
     state
         .commands
@@ -284,9 +361,9 @@ async fn check_database(
 
 pub const EMAIL_TAKEN: &str = "A user with this email already exists.";
 
-fn metadata(caller: &users::UserView, request_id: &RequestId) -> Metadata {
+fn metadata(caller: &Caller, request_id: &RequestId) -> Metadata {
     Metadata {
-        actor_id: Some(caller.id),
+        actor_id: Some(caller.id()),
         request_id: request_id.0.clone(),
         source: Source::Http,
     }

@@ -58,6 +58,20 @@ impl Aggregate for User {
             UserCommand::Patch(patch) => self.changes(patch.into()),
             UserCommand::Deactivate => self.set_active(false).into_iter().collect(),
             UserCommand::Reactivate => self.set_active(true).into_iter().collect(),
+            UserCommand::SetFlags {
+                is_staff,
+                is_superuser,
+            } => self.set_flags(is_staff, is_superuser),
+            UserCommand::JoinGroup(group) => {
+                let mut groups = self.groups.clone();
+                groups.insert(group);
+                self.groups_changed(groups).into_iter().collect()
+            }
+            UserCommand::LeaveGroup(group) => {
+                let mut groups = self.groups.clone();
+                groups.remove(&group);
+                self.groups_changed(groups).into_iter().collect()
+            }
         };
         for event in events {
             sink.write(event, self).await;
@@ -107,6 +121,10 @@ impl Aggregate for User {
             UserEvent::GroupsChanged { groups } => self.groups = groups.into_iter().collect(),
             UserEvent::Deactivated => self.is_active = false,
             UserEvent::Reactivated => self.is_active = true,
+            UserEvent::StaffGranted => self.is_staff = true,
+            UserEvent::StaffRevoked => self.is_staff = false,
+            UserEvent::SuperuserGranted => self.is_superuser = true,
+            UserEvent::SuperuserRevoked => self.is_superuser = false,
         }
     }
 }
@@ -161,13 +179,32 @@ impl User {
             Some(false) if self.is_admin => events.push(UserEvent::AdminRevoked),
             _ => {}
         }
-        if let Some(groups) = changes.groups.filter(|g| *g != self.groups) {
-            events.push(UserEvent::GroupsChanged {
-                groups: groups.into_iter().collect(),
-            });
+        if let Some(groups) = changes.groups {
+            events.extend(self.groups_changed(groups));
         }
         if let Some(active) = changes.is_active {
             events.extend(self.set_active(active));
+        }
+        events
+    }
+
+    fn groups_changed(&self, groups: BTreeSet<String>) -> Option<UserEvent> {
+        (groups != self.groups).then(|| UserEvent::GroupsChanged {
+            groups: groups.into_iter().collect(),
+        })
+    }
+
+    fn set_flags(&self, is_staff: Option<bool>, is_superuser: Option<bool>) -> Vec<UserEvent> {
+        let mut events = Vec::new();
+        match is_staff {
+            Some(true) if !self.is_staff => events.push(UserEvent::StaffGranted),
+            Some(false) if self.is_staff => events.push(UserEvent::StaffRevoked),
+            _ => {}
+        }
+        match is_superuser {
+            Some(true) if !self.is_superuser => events.push(UserEvent::SuperuserGranted),
+            Some(false) if self.is_superuser => events.push(UserEvent::SuperuserRevoked),
+            _ => {}
         }
         events
     }

@@ -14,6 +14,14 @@ pub enum UserCommand {
     Patch(UserPatch),
     Deactivate,
     Reactivate,
+    /// Staff and superuser flags: the CLI's, never the API's.
+    SetFlags {
+        is_staff: Option<bool>,
+        is_superuser: Option<bool>,
+    },
+    /// Adds the user to an existing group (the caller checks it exists).
+    JoinGroup(String),
+    LeaveGroup(String),
 }
 
 #[derive(Debug, Clone)]

@@ -39,6 +39,10 @@ pub enum UserEvent {
     },
     Deactivated,
     Reactivated,
+    StaffGranted,
+    StaffRevoked,
+    SuperuserGranted,
+    SuperuserRevoked,
 }
 
 impl UserEvent {
@@ -54,6 +58,10 @@ impl UserEvent {
             Self::GroupsChanged { .. } => "GroupsChanged",
             Self::Deactivated => "Deactivated",
             Self::Reactivated => "Reactivated",
+            Self::StaffGranted => "StaffGranted",
+            Self::StaffRevoked => "StaffRevoked",
+            Self::SuperuserGranted => "SuperuserGranted",
+            Self::SuperuserRevoked => "SuperuserRevoked",
         }
     }
 }

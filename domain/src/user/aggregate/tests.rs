@@ -306,3 +306,90 @@ fn events_serialize_to_their_stored_shape() {
         serde_json::json!("Deactivated")
     );
 }
+
+#[tokio::test]
+async fn set_flags_records_only_the_flags_that_change() {
+    framework()
+        .given(vec![created(), UserEvent::StaffGranted])
+        .when_async(UserCommand::SetFlags {
+            is_staff: Some(true),
+            is_superuser: Some(true),
+        })
+        .await
+        .then_expect_events(vec![UserEvent::SuperuserGranted]);
+}
+
+#[tokio::test]
+async fn set_flags_revokes() {
+    framework()
+        .given(vec![
+            created(),
+            UserEvent::StaffGranted,
+            UserEvent::SuperuserGranted,
+        ])
+        .when_async(UserCommand::SetFlags {
+            is_staff: Some(false),
+            is_superuser: Some(false),
+        })
+        .await
+        .then_expect_events(vec![UserEvent::StaffRevoked, UserEvent::SuperuserRevoked]);
+}
+
+#[tokio::test]
+async fn set_flags_fails_for_an_unknown_user() {
+    framework()
+        .given_no_previous_events()
+        .when_async(UserCommand::SetFlags {
+            is_staff: Some(true),
+            is_superuser: None,
+        })
+        .await
+        .then_expect_error(UserError::NotFound);
+}
+
+#[tokio::test]
+async fn joining_a_group_records_the_new_set() {
+    framework()
+        .given(vec![created()])
+        .when_async(UserCommand::JoinGroup("admin".into()))
+        .await
+        .then_expect_events(vec![UserEvent::GroupsChanged {
+            groups: vec!["admin".into(), "viewer".into()],
+        }]);
+}
+
+#[tokio::test]
+async fn joining_a_group_twice_records_nothing() {
+    framework()
+        .given(vec![created()])
+        .when_async(UserCommand::JoinGroup("viewer".into()))
+        .await
+        .then_expect_events(vec![]);
+}
+
+#[tokio::test]
+async fn leaving_a_group_records_the_new_set() {
+    framework()
+        .given(vec![created()])
+        .when_async(UserCommand::LeaveGroup("viewer".into()))
+        .await
+        .then_expect_events(vec![UserEvent::GroupsChanged { groups: vec![] }]);
+}
+
+#[tokio::test]
+async fn leaving_a_group_one_is_not_in_records_nothing() {
+    framework()
+        .given(vec![created()])
+        .when_async(UserCommand::LeaveGroup("admin".into()))
+        .await
+        .then_expect_events(vec![]);
+}
+
+#[tokio::test]
+async fn group_changes_fail_for_an_unknown_user() {
+    framework()
+        .given_no_previous_events()
+        .when_async(UserCommand::JoinGroup("admin".into()))
+        .await
+        .then_expect_error(UserError::NotFound);
+}
