@@ -14,6 +14,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::TokenKeys;
 use crate::commands::CommandBus;
+use crate::config::LoginThrottle;
 use crate::error::ApiError;
 use crate::routes;
 use crate::state::AppState;
@@ -26,6 +27,7 @@ pub struct Settings {
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub hash_concurrency: usize,
+    pub login_throttle: LoginThrottle,
 }
 
 /// The production router: tests build exactly this.
@@ -57,6 +59,7 @@ pub fn state(settings: &Settings) -> AppState {
             settings.refresh_token_ttl,
         )),
         hasher,
+        login_throttle: settings.login_throttle,
     }
 }
 
@@ -81,7 +84,10 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, service)
             .with_graceful_shutdown(shutdown)
             .await
     }

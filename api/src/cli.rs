@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use domain::{Argon2Hasher, UserServices};
+use domain::{Argon2Hasher, UserCommand, UserServices};
 use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 
 use crate::app::{shutdown_signal, Application, Settings};
 use crate::bootstrap;
-use crate::commands::CommandBus;
+use crate::commands::{CommandBus, Metadata, Source};
 use crate::config::Config;
 
 #[derive(Debug, Parser)]
@@ -40,6 +40,47 @@ pub enum Command {
         #[arg(long, default_value = "User")]
         last_name: String,
     },
+    /// Manage groups and users' membership of them.
+    #[command(subcommand)]
+    Groups(GroupsCommand),
+    /// Set or clear a user's staff and superuser flags (never possible through the API).
+    SetFlags {
+        #[arg(long)]
+        email: String,
+        #[arg(long, conflicts_with = "no_staff")]
+        staff: bool,
+        #[arg(long)]
+        no_staff: bool,
+        #[arg(long, conflicts_with = "no_superuser")]
+        superuser: bool,
+        #[arg(long)]
+        no_superuser: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupsCommand {
+    /// List the groups with their permissions.
+    List,
+    /// Create a group with the given permissions.
+    Create {
+        name: String,
+        /// A permission codename (view_user, add_user, change_user, delete_user); repeatable.
+        #[arg(long = "permission", num_args = 1..)]
+        permissions: Vec<String>,
+    },
+    /// Add a user to a group.
+    Grant {
+        group: String,
+        #[arg(long)]
+        email: String,
+    },
+    /// Remove a user from a group.
+    Revoke {
+        group: String,
+        #[arg(long)]
+        email: String,
+    },
 }
 
 pub async fn run() -> ExitCode {
@@ -53,6 +94,21 @@ pub async fn run() -> ExitCode {
             first_name,
             last_name,
         } => create_superuser(&cli.config, &email, &first_name, &last_name).await,
+        Command::Groups(command) => groups(&cli.config, command).await,
+        Command::SetFlags {
+            email,
+            staff,
+            no_staff,
+            superuser,
+            no_superuser,
+        } => {
+            let flag = |on: bool, off: bool| (on || off).then_some(on);
+            let command = UserCommand::SetFlags {
+                is_staff: flag(staff, no_staff),
+                is_superuser: flag(superuser, no_superuser),
+            };
+            change_user(&cli.config, &email, command).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -80,6 +136,7 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
         access_token_ttl: Duration::from_secs(config.access_token_ttl_secs),
         refresh_token_ttl: Duration::from_secs(config.refresh_token_ttl_secs),
         hash_concurrency: config.hash_concurrency(),
+        login_throttle: config.login_throttle(),
     };
     let application = Application::build(settings)
         .await
@@ -125,6 +182,75 @@ async fn create_superuser(
         other => other.into(),
     })?;
     println!("created superuser {email} with id {id}");
+    Ok(())
+}
+
+async fn groups(config: &Config, command: GroupsCommand) -> anyhow::Result<()> {
+    let pool = connect(config).await?;
+    match &command {
+        GroupsCommand::List => {
+            for group in projections::groups::list_all(&pool).await? {
+                let codenames: Vec<&str> = group
+                    .permissions
+                    .iter()
+                    .map(|p| p.codename.as_str())
+                    .collect();
+                println!("{}\t{}", group.name, codenames.join(","));
+            }
+            Ok(())
+        }
+        GroupsCommand::Create { name, permissions } => {
+            projections::groups::create(&pool, name, permissions).await?;
+            println!("created group {}", name.trim());
+            Ok(())
+        }
+        GroupsCommand::Grant { group, email } | GroupsCommand::Revoke { group, email } => {
+            let granting = matches!(command, GroupsCommand::Grant { .. });
+            if !projections::groups::unknown(&pool, std::slice::from_ref(group))
+                .await?
+                .is_empty()
+            {
+                anyhow::bail!("no group named {group:?}");
+            }
+            let command = if granting {
+                UserCommand::JoinGroup(group.clone())
+            } else {
+                UserCommand::LeaveGroup(group.clone())
+            };
+            change_user_on(&pool, config, email, command).await
+        }
+    }
+}
+
+async fn connect(config: &Config) -> anyhow::Result<sqlx::PgPool> {
+    let url = bootstrap::database_url(config).await?;
+    bootstrap::connect_and_migrate(&url, config).await
+}
+
+/// Runs a command on the user with `email`, recorded with `source: cli`.
+async fn change_user(config: &Config, email: &str, command: UserCommand) -> anyhow::Result<()> {
+    let pool = connect(config).await?;
+    change_user_on(&pool, config, email, command).await
+}
+
+async fn change_user_on(
+    pool: &sqlx::PgPool,
+    config: &Config,
+    email: &str,
+    command: UserCommand,
+) -> anyhow::Result<()> {
+    let id = projections::users::id_by_email(pool, email)
+        .await?
+        .with_context(|| format!("no user with email {email}"))?;
+    let metadata = Metadata {
+        actor_id: None,
+        request_id: uuid::Uuid::new_v4().to_string(),
+        source: Source::Cli,
+    };
+    command_bus(pool, config)
+        .execute(id, command, &metadata, None)
+        .await?;
+    println!("updated user {id} ({email})");
     Ok(())
 }
 

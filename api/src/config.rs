@@ -46,17 +46,60 @@ pub struct Config {
     #[arg(long, env = "USERS_PRIVATE_PG_PORT", default_value_t = 54329)]
     pub private_pg_port: u16,
 
+    /// Failed logins for one email within the window before further attempts get `429`
+    /// (0: no limit).
+    #[arg(long, env = "USERS_LOGIN_MAX_FAILURES_PER_EMAIL", default_value_t = 5)]
+    pub login_max_failures_per_email: i64,
+
+    /// Failed logins from one client address within the window before `429` (0: no limit).
+    #[arg(
+        long,
+        env = "USERS_LOGIN_MAX_FAILURES_PER_CLIENT",
+        default_value_t = 50
+    )]
+    pub login_max_failures_per_client: i64,
+
+    /// The window failed logins are counted in, in seconds.
+    #[arg(long, env = "USERS_LOGIN_FAILURE_WINDOW_SECS", default_value_t = 900)]
+    pub login_failure_window_secs: i64,
+
     /// Password hashes computed at once (each takes one core for tens of ms). 0: one per core.
     #[arg(long, env = "USERS_HASH_CONCURRENCY", default_value_t = 0)]
     pub hash_concurrency: usize,
 }
 
 impl Config {
+    pub fn login_throttle(&self) -> LoginThrottle {
+        LoginThrottle {
+            max_failures_per_email: self.login_max_failures_per_email,
+            max_failures_per_client: self.login_max_failures_per_client,
+            window_secs: self.login_failure_window_secs.max(1),
+        }
+    }
+
     pub fn hash_concurrency(&self) -> usize {
         if self.hash_concurrency > 0 {
             self.hash_concurrency
         } else {
             std::thread::available_parallelism().map_or(2, usize::from)
+        }
+    }
+}
+
+/// Limits on failed logins (see the README).
+#[derive(Debug, Clone, Copy)]
+pub struct LoginThrottle {
+    pub max_failures_per_email: i64,
+    pub max_failures_per_client: i64,
+    pub window_secs: i64,
+}
+
+impl Default for LoginThrottle {
+    fn default() -> Self {
+        Self {
+            max_failures_per_email: 5,
+            max_failures_per_client: 50,
+            window_secs: 900,
         }
     }
 }

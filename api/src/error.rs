@@ -41,6 +41,8 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("unsupported media type")]
     UnsupportedMediaType(String),
+    #[error("too many failed logins")]
+    Throttled { retry_after_secs: i64 },
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -135,6 +137,19 @@ impl IntoResponse for ApiError {
                 "unsupported_media_type",
                 format!("Unsupported media type \"{media_type}\" in request."),
             ),
+            Self::Throttled { retry_after_secs } => {
+                let body = json!({
+                    "detail": format!(
+                        "Request was throttled. Expected available in {retry_after_secs} seconds."
+                    ),
+                    "code": "throttled",
+                });
+                let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+                return response;
+            }
             Self::Unavailable(cause) => {
                 tracing::warn!(%cause, "database unavailable");
                 (

@@ -5,6 +5,7 @@ use sqlx::PgPool;
 
 use crate::auth::TokenKeys;
 use crate::commands::CommandBus;
+use crate::config::LoginThrottle;
 
 /// What every handler shares. Cheap to clone.
 #[derive(Clone)]
@@ -13,4 +14,5 @@ pub struct AppState {
     pub commands: CommandBus,
     pub tokens: Arc<TokenKeys>,
     pub hasher: Argon2Hasher,
+    pub login_throttle: LoginThrottle,
 }

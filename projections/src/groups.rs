@@ -71,3 +71,86 @@ pub async fn unknown(pool: &PgPool, names: &[String]) -> sqlx::Result<Vec<String
         .cloned()
         .collect())
 }
+
+/// Every group with its permissions, in name order.
+pub async fn list_all(pool: &PgPool) -> sqlx::Result<Vec<GroupView>> {
+    let rows: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
+        r#"
+        SELECT g.name, p.codename, p.name
+          FROM groups g
+          LEFT JOIN group_permissions gp ON gp.group_name = g.name
+          LEFT JOIN permissions p ON p.codename = gp.codename
+         ORDER BY g.name, p.codename
+        "#,
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut groups: Vec<GroupView> = Vec::new();
+    for (group, codename, name) in rows {
+        if groups.last().is_none_or(|last| last.name != group) {
+            groups.push(GroupView {
+                name: group,
+                permissions: Vec::new(),
+            });
+        }
+        if let (Some(codename), Some(name), Some(current)) = (codename, name, groups.last_mut()) {
+            current.permissions.push(PermissionView { codename, name });
+        }
+    }
+    Ok(groups)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateGroupError {
+    #[error("a group named {0:?} already exists")]
+    Exists(String),
+    #[error("unknown permission(s): {0}")]
+    UnknownPermissions(String),
+    #[error("a group name must be 1 to 150 characters without NUL")]
+    InvalidName,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Creates a group with the given permissions (codenames).
+pub async fn create(
+    pool: &PgPool,
+    name: &str,
+    codenames: &[String],
+) -> Result<(), CreateGroupError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 150 || name.contains('\0') {
+        return Err(CreateGroupError::InvalidName);
+    }
+    let known: Vec<String> =
+        sqlx::query_scalar("SELECT codename FROM permissions WHERE codename = ANY($1)")
+            .bind(codenames)
+            .fetch_all(pool)
+            .await?;
+    let unknown: Vec<&str> = codenames
+        .iter()
+        .filter(|c| !known.contains(c))
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        return Err(CreateGroupError::UnknownPermissions(unknown.join(", ")));
+    }
+    let mut tx = pool.begin().await?;
+    let inserted = sqlx::query("INSERT INTO groups (name) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    if inserted.rows_affected() == 0 {
+        return Err(CreateGroupError::Exists(name.to_owned()));
+    }
+    sqlx::query(
+        "INSERT INTO group_permissions (group_name, codename) SELECT $1, unnest($2::text[])
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(name)
+    .bind(codenames)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

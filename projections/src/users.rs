@@ -176,3 +176,14 @@ pub async fn any_exist(pool: &PgPool) -> sqlx::Result<bool> {
         .fetch_one(pool)
         .await
 }
+
+/// The id of the user with this email (ignoring case).
+pub async fn id_by_email(pool: &PgPool, email: &str) -> sqlx::Result<Option<i64>> {
+    if email.contains('\0') {
+        return Ok(None);
+    }
+    sqlx::query_scalar("SELECT user_id FROM email_claims WHERE email = lower(trim($1))")
+        .bind(email)
+        .fetch_optional(pool)
+        .await
+}

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use api::bootstrap;
 use api::commands::CommandBus;
+use api::config::LoginThrottle;
 use api::{Application, Settings};
 use domain::{Argon2Hasher, UserServices};
 use reqwest::{Method, RequestBuilder, Response};
@@ -39,6 +40,11 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn() -> Self {
+        Self::spawn_with_throttle(LoginThrottle::default()).await
+    }
+
+    /// An app with its own limits on failed logins.
+    pub async fn spawn_with_throttle(login_throttle: LoginThrottle) -> Self {
         let db_name = format!("users_test_{}", uuid::Uuid::new_v4().simple());
         let mut admin = PgConnection::connect(&format!("{}/postgres", server_url()))
             .await
@@ -75,6 +81,7 @@ impl TestApp {
             access_token_ttl: Duration::from_secs(900),
             refresh_token_ttl: Duration::from_secs(86_400),
             hash_concurrency: 2,
+            login_throttle,
         })
         .await
         .expect("bind");

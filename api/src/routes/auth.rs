@@ -3,7 +3,12 @@
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
-use projections::users;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use domain::user::values::normalize_email;
+use projections::{login_throttle, users};
 use serde_json::{json, Value};
 
 use crate::auth::TokenType;
@@ -18,23 +23,38 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Unknown email, wrong password and inactive user get the same answer after the same work:
-/// a password check always runs (against a dummy hash when there is no account).
+/// a password check always runs (against a dummy hash when there is no account) and a
+/// failure is recorded. Too many recent failures for the email or the client address
+/// answer `429` without checking anything.
 async fn login(
     State(state): State<AppState>,
+    client: ClientAddress,
     JsonObject(body): JsonObject,
 ) -> Result<Json<Value>, ApiError> {
     let (email, password) = crate::dto::parse_login(&body)?;
+    let limits = state.login_throttle;
+    // NUL cannot be stored in PostgreSQL text; no real address has one.
+    let email_key = format!("email:{}", normalize_email(&email).replace('\0', ""));
+    let client_key = format!("client:{}", client.0);
+    for (key, limit) in [
+        (&email_key, limits.max_failures_per_email),
+        (&client_key, limits.max_failures_per_client),
+    ] {
+        if let Some(retry_after_secs) =
+            login_throttle::retry_after(&state.pool, key, limit, limits.window_secs).await?
+        {
+            return Err(ApiError::Throttled { retry_after_secs });
+        }
+    }
     let account = users::credentials_by_email(&state.pool, &email).await?;
-    let matched = state
-        .hasher
-        .verify(
-            &password,
-            account.as_ref().map(|a| a.password_hash.as_str()),
-        )
-        .await;
-    let account = account
-        .filter(|account| matched && account.is_active)
-        .ok_or(ApiError::LoginFailed)?;
+    let stored_hash = account.as_ref().map(|a| a.password_hash.as_str());
+    let matched = state.hasher.verify(&password, stored_hash).await;
+    let Some(account) = account.filter(|account| matched && account.is_active) else {
+        let keys = [email_key, client_key];
+        login_throttle::record_failure(&state.pool, &keys, limits.window_secs).await?;
+        return Err(ApiError::LoginFailed);
+    };
+    login_throttle::clear(&state.pool, &email_key).await?;
     Ok(Json(json!({
         "tokens": {
             "access": state.tokens.issue(account.id, TokenType::Access)?,
@@ -42,6 +62,23 @@ async fn login(
         },
         "email": account.email,
     })))
+}
+
+/// The client's IP address as the socket sees it ("unknown" without connection info).
+/// Proxies' forwarding headers are not trusted.
+struct ClientAddress(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or_else(|| "unknown".to_owned(), |info| info.0.ip().to_string()),
+        ))
+    }
 }
 
 async fn refresh(
