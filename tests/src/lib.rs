@@ -3,11 +3,14 @@
 
 use std::time::Duration;
 
+use api::auth::{TokenKeys, TokenType};
 use api::bootstrap;
-use api::commands::CommandBus;
+use api::commands::{CommandBus, Metadata, Source};
 use api::config::LoginThrottle;
 use api::{Application, Settings};
-use domain::{Argon2Hasher, UserServices};
+use domain::{
+    Argon2Hasher, Email, Name, NewUser, OrganisationId, Password, UserCommand, UserServices,
+};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
@@ -36,6 +39,20 @@ pub struct TestApp {
     pub superuser_id: i64,
     pub superuser_token: String,
     pub commands: CommandBus,
+    /// Like `commands`, with a deliberately cheap hasher: for fixtures made in bulk (their
+    /// passwords still verify, as a PHC string carries its own parameters).
+    pub fixtures: CommandBus,
+}
+
+/// A user made directly through the command bus, for fixtures.
+#[derive(Debug, Clone, Default)]
+pub struct UserSpec {
+    pub email: String,
+    pub organisation_id: Option<i64>,
+    pub is_admin: bool,
+    pub is_superuser: bool,
+    pub groups: Vec<String>,
+    pub deactivated: bool,
 }
 
 impl TestApp {
@@ -88,6 +105,8 @@ impl TestApp {
         let base = format!("http://{}", application.local_addr().unwrap());
         tokio::spawn(application.run_until(std::future::pending()));
 
+        let cheap = Argon2Hasher::with_params(8, 1, 1, 2);
+        let fixtures = CommandBus::new(pool.clone(), UserServices::new(Arc::new(cheap)));
         let mut app = Self {
             base,
             pool,
@@ -96,6 +115,7 @@ impl TestApp {
             superuser_id,
             superuser_token: String::new(),
             commands,
+            fixtures,
         };
         app.superuser_token = app.login(SUPERUSER_EMAIL, SUPERUSER_PASSWORD).await;
         app
@@ -149,6 +169,51 @@ impl TestApp {
             .unwrap();
         assert_eq!(response.status(), 201, "create {email}");
         response.json().await.unwrap()
+    }
+
+    /// Creates a user through the fixture command bus (password `password-123`); returns its id.
+    pub async fn insert_user(&self, spec: UserSpec) -> i64 {
+        let metadata = Metadata {
+            actor_id: None,
+            request_id: "fixture".into(),
+            source: Source::Cli,
+        };
+        let user = NewUser {
+            email: Email::parse(&spec.email).unwrap(),
+            password: Password::parse("password-123").unwrap(),
+            first_name: Name::parse("Fixture").unwrap(),
+            last_name: Name::parse("User").unwrap(),
+            organisation_id: spec
+                .organisation_id
+                .map(|id| OrganisationId::parse(id).unwrap()),
+            groups: spec.groups.into_iter().collect(),
+            is_admin: spec.is_admin,
+            is_staff: spec.is_superuser,
+            is_superuser: spec.is_superuser,
+        };
+        let id = self.fixtures.next_user_id().await.unwrap();
+        self.fixtures
+            .execute(id, UserCommand::Create(user), &metadata, None)
+            .await
+            .unwrap();
+        if spec.deactivated {
+            self.fixtures
+                .execute(id, UserCommand::Deactivate, &metadata, None)
+                .await
+                .unwrap();
+        }
+        id
+    }
+
+    /// A valid access token for user `id`, as login would issue it.
+    pub fn token_for(&self, id: i64) -> String {
+        TokenKeys::new(
+            JWT_SECRET.as_bytes(),
+            Duration::from_secs(900),
+            Duration::from_secs(900),
+        )
+        .issue(id, TokenType::Access)
+        .unwrap()
     }
 
     /// The stored events of one user, oldest first: (sequence, event_type, payload).

@@ -448,7 +448,7 @@ async fn healthz_and_readyz_answer_200_without_authentication() {
 /// Tokens that are expired, unsigned (`alg: none`) or signed with another algorithm are
 /// refused with `401`, and nothing is written on their behalf.
 #[tokio::test]
-async fn expired_unsigned_and_foreign_algorithm_tokens_are_refused() {
+async fn abused_tokens_are_refused_with_401_and_write_nothing() {
     use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 
     let app = TestApp::spawn().await;
@@ -463,6 +463,22 @@ async fn expired_unsigned_and_foreign_algorithm_tokens_are_refused() {
     let hs512 = encode(&Header::new(Algorithm::HS512), &claims(now + 60), &key).unwrap();
     let payload = valid.split('.').nth(1).unwrap();
     let unsigned = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
+    let other_key = EncodingKey::from_secret(b"another-secret-another-secret-000");
+    let bad_signature = encode(
+        &Header::new(Algorithm::HS256),
+        &claims(now + 60),
+        &other_key,
+    )
+    .unwrap();
+    let mut refresh_claims = claims(now + 60);
+    refresh_claims["token_type"] = json!("refresh");
+    let refresh_as_access = encode(&Header::new(Algorithm::HS256), &refresh_claims, &key).unwrap();
+    let no_type = encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"sub": app.superuser_id.to_string(), "exp": now + 60}),
+        &key,
+    )
+    .unwrap();
 
     let (status, _) = status_json(
         app.as_user(&valid, Method::GET, "/api/v1/users")
