@@ -496,6 +496,9 @@ async fn abused_tokens_are_refused_with_401_and_write_nothing() {
         ("expired", &expired),
         ("HS512", &hs512),
         ("alg none", &unsigned),
+        ("bad signature", &bad_signature),
+        ("refresh as access", &refresh_as_access),
+        ("no token_type", &no_type),
     ] {
         let response = app
             .as_user(token, Method::POST, "/api/v1/users")
