@@ -44,6 +44,12 @@ pub enum Command {
     #[command(subcommand)]
     Groups(GroupsCommand),
     /// Set or clear a user's staff and superuser flags (never possible through the API).
+    #[command(group(
+        clap::ArgGroup::new("flags")
+            .required(true)
+            .multiple(true)
+            .args(["staff", "no_staff", "superuser", "no_superuser"])
+    ))]
     SetFlags {
         #[arg(long)]
         email: String,

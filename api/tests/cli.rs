@@ -1,0 +1,777 @@
+//! The `users-service` command line, run as a real process against its own PostgreSQL
+//! database (created by the binary itself, dropped afterwards).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use domain::Argon2Hasher;
+use serde_json::Value;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::io::AsyncWriteExt as _;
+use tokio::process::Command;
+
+/// A stuck command fails its test instead of hanging the run.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The server the tests create their databases on: `TEST_DATABASE_URL` without a database
+/// name, by default the local PostgreSQL.
+fn server_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+async fn admin_connection() -> PgConnection {
+    PgConnection::connect(&format!("{}/postgres", server_url()))
+        .await
+        .expect("PostgreSQL reachable at TEST_DATABASE_URL")
+}
+
+/// What one run of the binary did.
+#[derive(Debug)]
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    fn assert_success(&self) {
+        assert!(self.success(), "expected success: {self:#?}");
+    }
+
+    fn assert_failure(&self) {
+        assert!(
+            !self.success() && self.code.is_some(),
+            "expected a non-zero exit: {self:#?}"
+        );
+    }
+
+    fn output(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// One stored event, as the tests look at it.
+#[derive(Debug)]
+struct Event {
+    aggregate_id: String,
+    event_type: String,
+    payload: Value,
+    metadata: Value,
+}
+
+/// A unique database name and data folder for one test; both are removed on drop, also
+/// when the test fails. The database itself is created by the binary.
+struct TestDb {
+    name: String,
+    data_dir: PathBuf,
+}
+
+impl TestDb {
+    fn new() -> Self {
+        let name = format!("users_cli_test_{}", uuid::Uuid::new_v4().simple());
+        let data_dir = std::env::temp_dir().join(&name);
+        std::fs::create_dir_all(&data_dir).expect("create the data folder");
+        Self { name, data_dir }
+    }
+
+    fn url(&self) -> String {
+        format!("{}/{}", server_url(), self.name)
+    }
+
+    /// Runs the binary with empty standard input.
+    async fn cli(&self, args: &[&str]) -> Run {
+        self.cli_with(args, None, &[]).await
+    }
+
+    /// Runs the binary with `stdin` (if any) on standard input and `env` added to a clean
+    /// environment (no inherited `USERS_*` variable, no `RUST_LOG`).
+    async fn cli_with(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_users-service"));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("USERS_") {
+                command.env_remove(&key);
+            }
+        }
+        command
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("USERS_SUPERUSER_PASSWORD")
+            .env("DATABASE_URL", self.url())
+            .env("USERS_DATA_DIR", &self.data_dir)
+            .envs(env.iter().copied())
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("start users-service");
+        if let Some(input) = stdin {
+            let mut pipe = child.stdin.take().expect("piped stdin");
+            pipe.write_all(input.as_bytes())
+                .await
+                .expect("write to stdin");
+            // Closing the pipe ends the input.
+            drop(pipe);
+        }
+        let output = tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("users-service {args:?} did not finish in time"))
+            .expect("wait for users-service");
+        Run {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// A pool on the test database (which must exist by then).
+    async fn pool(&self) -> PgPool {
+        PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&self.url())
+            .await
+            .expect("connect to the test database")
+    }
+
+    async fn exists(&self) -> bool {
+        let mut admin = admin_connection().await;
+        let found: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                .bind(&self.name)
+                .fetch_one(&mut admin)
+                .await
+                .expect("query pg_database");
+        admin.close().await.ok();
+        found
+    }
+
+    /// Creates a superuser through the CLI and returns its id.
+    async fn superuser(&self, pool: &PgPool, email: &str, password: &str) -> i64 {
+        self.cli_with(
+            &["create-superuser", "--email", email],
+            Some(&format!("{password}\n")),
+            &[],
+        )
+        .await
+        .assert_success();
+        user_id(pool, email).await.expect("the superuser's row")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop is synchronous: use a throwaway runtime on its own thread.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let mut admin = PgConnection::connect(&format!("{}/postgres", server_url()))
+                    .await
+                    .ok()?;
+                let dropped = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .await
+                    .ok();
+                admin.close().await.ok();
+                dropped
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(_))) {
+            eprintln!("warning: could not drop test database {}", self.name);
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+async fn events(pool: &PgPool) -> Vec<Event> {
+    let rows: Vec<(String, String, Value, Value)> = sqlx::query_as(
+        "SELECT aggregate_id, event_type, payload, metadata FROM events
+         ORDER BY global_position",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("read events");
+    rows.into_iter()
+        .map(|(aggregate_id, event_type, payload, metadata)| Event {
+            aggregate_id,
+            event_type,
+            payload,
+            metadata,
+        })
+        .collect()
+}
+
+async fn events_of(pool: &PgPool, id: i64) -> Vec<Event> {
+    events(pool)
+        .await
+        .into_iter()
+        .filter(|event| event.aggregate_id == id.to_string())
+        .collect()
+}
+
+async fn user_id(pool: &PgPool, email: &str) -> Option<i64> {
+    sqlx::query_scalar("SELECT id FROM users WHERE lower(email) = lower($1)")
+        .bind(email)
+        .fetch_optional(pool)
+        .await
+        .expect("read users")
+}
+
+/// `(is_staff, is_superuser)` of a user in the read model.
+async fn flags(pool: &PgPool, id: i64) -> (bool, bool) {
+    sqlx::query_as("SELECT is_staff, is_superuser FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .expect("read the user's flags")
+}
+
+async fn groups_of(pool: &PgPool, id: i64) -> Vec<String> {
+    sqlx::query_scalar("SELECT group_name FROM user_groups WHERE user_id = $1 ORDER BY 1")
+        .bind(id)
+        .fetch_all(pool)
+        .await
+        .expect("read user_groups")
+}
+
+async fn group_names(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar("SELECT name FROM groups ORDER BY name")
+        .fetch_all(pool)
+        .await
+        .expect("read groups")
+}
+
+async fn permissions_of_group(pool: &PgPool, group: &str) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT codename FROM group_permissions WHERE group_name = $1 ORDER BY codename",
+    )
+    .bind(group)
+    .fetch_all(pool)
+    .await
+    .expect("read group_permissions")
+}
+
+fn assert_from_cli(event: &Event) {
+    assert_eq!(event.metadata["source"], "cli", "{event:#?}");
+    assert_eq!(event.metadata["actor_id"], "system", "{event:#?}");
+    assert!(
+        event.metadata["request_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty()),
+        "{event:#?}"
+    );
+}
+
+#[tokio::test]
+async fn migrate_creates_the_database_and_applies_the_migrations() {
+    let db = TestDb::new();
+    assert!(!db.exists().await, "the database must not exist beforehand");
+
+    let run = db.cli(&["migrate"]).await;
+    run.assert_success();
+    assert!(run.stdout.contains("migrations applied"), "{run:#?}");
+    assert!(db.exists().await, "migrate creates the database");
+
+    let pool = db.pool().await;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables
+         WHERE table_schema = 'public' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for table in [
+        "events",
+        "snapshots",
+        "users",
+        "groups",
+        "group_permissions",
+        "permissions",
+        "user_groups",
+        "email_claims",
+        "login_failures",
+    ] {
+        assert!(
+            tables.iter().any(|t| t == table),
+            "table {table} missing: {tables:?}"
+        );
+    }
+    let migration_files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations"))
+        .expect("the migrations folder")
+        .filter_map(Result::ok)
+        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "sql"))
+        .count();
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(applied, migration_files as i64, "every migration applied");
+
+    assert_eq!(group_names(&pool).await, ["admin", "viewer"]);
+    assert_eq!(
+        permissions_of_group(&pool, "admin").await,
+        ["add_user", "change_user", "delete_user", "view_user"]
+    );
+    assert_eq!(permissions_of_group(&pool, "viewer").await, ["view_user"]);
+    assert!(events(&pool).await.is_empty(), "migrate records no event");
+
+    // Running it again on a migrated database changes nothing.
+    db.cli(&["migrate"]).await.assert_success();
+    let applied_again: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(applied_again, applied);
+    assert_eq!(group_names(&pool).await, ["admin", "viewer"]);
+}
+
+#[tokio::test]
+async fn create_superuser_takes_the_password_from_stdin_or_the_environment_and_never_shows_it() {
+    let db = TestDb::new();
+    let password = "Stdin-Secret-horse-42";
+    let run = db
+        .cli_with(
+            &[
+                "create-superuser",
+                "--email",
+                "root@example.com",
+                "--first-name",
+                "Ada",
+                "--last-name",
+                "Lovelace",
+            ],
+            Some(&format!("{password}\n")),
+            &[],
+        )
+        .await;
+    run.assert_success();
+    assert!(
+        !run.output().contains(password),
+        "the password was shown: {run:#?}"
+    );
+    assert!(run.stdout.contains("root@example.com"), "{run:#?}");
+
+    let pool = db.pool().await;
+    let id = user_id(&pool, "root@example.com")
+        .await
+        .expect("the users row");
+    let (first_name, last_name, is_staff, is_superuser, is_active, password_hash): (
+        String,
+        String,
+        bool,
+        bool,
+        bool,
+        String,
+    ) = sqlx::query_as(
+        "SELECT first_name, last_name, is_staff, is_superuser, is_active, password_hash
+         FROM users WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (first_name.as_str(), last_name.as_str()),
+        ("Ada", "Lovelace")
+    );
+    assert!(is_superuser && is_staff && is_active);
+
+    let stored = events(&pool).await;
+    assert_eq!(stored.len(), 1, "{stored:#?}");
+    let created = &stored[0];
+    assert_eq!(created.event_type, "Created");
+    assert_eq!(created.aggregate_id, id.to_string());
+    assert_from_cli(created);
+    let payload = created.payload.to_string();
+    assert!(!payload.contains(password), "password in the payload");
+    let hash = created.payload["Created"]["password_hash"]
+        .as_str()
+        .expect("a password hash in the Created payload");
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert_eq!(hash, password_hash);
+    let hasher = Argon2Hasher::owasp(1);
+    assert!(
+        hasher.verify(password, Some(hash)).await,
+        "the hash is of the line read from stdin, without its newline"
+    );
+    assert!(!created.metadata.to_string().contains(password));
+
+    // The same email in another case: refused, nothing recorded.
+    let run = db
+        .cli_with(
+            &["create-superuser", "--email", "ROOT@Example.COM"],
+            Some("Another-password-1\n"),
+            &[],
+        )
+        .await;
+    run.assert_failure();
+    assert!(run.stderr.contains("already exists"), "{run:#?}");
+    assert_eq!(
+        events(&pool).await.len(),
+        1,
+        "a refused create records nothing"
+    );
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(users, 1);
+
+    // A too-short password: refused, nothing recorded.
+    let short = "x7Qz!9p";
+    let run = db
+        .cli_with(
+            &["create-superuser", "--email", "short@example.com"],
+            Some(&format!("{short}\n")),
+            &[],
+        )
+        .await;
+    run.assert_failure();
+    assert!(run.stderr.contains("password"), "{run:#?}");
+    assert!(!run.output().contains(short), "{run:#?}");
+    assert_eq!(
+        events(&pool).await.len(),
+        1,
+        "a refused create records nothing"
+    );
+    assert_eq!(user_id(&pool, "short@example.com").await, None);
+
+    // Without any standard input there is no password: refused as well.
+    let run = db
+        .cli(&["create-superuser", "--email", "nostdin@example.com"])
+        .await;
+    run.assert_failure();
+    assert_eq!(events(&pool).await.len(), 1);
+
+    // The password from USERS_SUPERUSER_PASSWORD, with standard input closed.
+    let env_password = "Env-Secret-horse-43";
+    let run = db
+        .cli_with(
+            &["create-superuser", "--email", "env@example.com"],
+            None,
+            &[("USERS_SUPERUSER_PASSWORD", env_password)],
+        )
+        .await;
+    run.assert_success();
+    assert!(!run.output().contains(env_password), "{run:#?}");
+    let env_id = user_id(&pool, "env@example.com")
+        .await
+        .expect("the users row");
+    assert_eq!(flags(&pool, env_id).await, (true, true));
+    let env_events = events_of(&pool, env_id).await;
+    assert_eq!(env_events.len(), 1, "{env_events:#?}");
+    assert_eq!(env_events[0].event_type, "Created");
+    assert_from_cli(&env_events[0]);
+    assert!(!env_events[0].payload.to_string().contains(env_password));
+    let env_hash = env_events[0].payload["Created"]["password_hash"]
+        .as_str()
+        .expect("a password hash");
+    assert!(hasher.verify(env_password, Some(env_hash)).await);
+    assert_eq!(events(&pool).await.len(), 2);
+}
+
+#[tokio::test]
+async fn groups_create_and_list_show_a_new_group_and_refuse_duplicates_and_unknown_permissions() {
+    let db = TestDb::new();
+    let run = db
+        .cli(&[
+            "groups",
+            "create",
+            "support",
+            "--permission",
+            "view_user",
+            "--permission",
+            "change_user",
+        ])
+        .await;
+    run.assert_success();
+    assert!(run.stdout.contains("support"), "{run:#?}");
+
+    let pool = db.pool().await;
+    assert_eq!(group_names(&pool).await, ["admin", "support", "viewer"]);
+    assert_eq!(
+        permissions_of_group(&pool, "support").await,
+        ["change_user", "view_user"]
+    );
+
+    let run = db.cli(&["groups", "list"]).await;
+    run.assert_success();
+    let listed: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|line| line.starts_with("support"))
+        .collect();
+    assert_eq!(listed, ["support\tchange_user,view_user"], "{run:#?}");
+    assert!(
+        run.stdout.lines().any(|line| line == "viewer\tview_user"),
+        "{run:#?}"
+    );
+
+    // The same name again: refused, the group unchanged.
+    let run = db
+        .cli(&["groups", "create", "support", "--permission", "delete_user"])
+        .await;
+    run.assert_failure();
+    assert!(run.stderr.contains("already exists"), "{run:#?}");
+    assert_eq!(
+        permissions_of_group(&pool, "support").await,
+        ["change_user", "view_user"]
+    );
+
+    // An unknown permission: refused, nothing created.
+    let run = db
+        .cli(&[
+            "groups",
+            "create",
+            "auditors",
+            "--permission",
+            "view_user",
+            "--permission",
+            "fly_user",
+        ])
+        .await;
+    run.assert_failure();
+    assert!(run.stderr.contains("fly_user"), "{run:#?}");
+    assert_eq!(group_names(&pool).await, ["admin", "support", "viewer"]);
+    assert!(permissions_of_group(&pool, "auditors").await.is_empty());
+
+    let run = db.cli(&["groups", "list"]).await;
+    run.assert_success();
+    assert!(!run.stdout.contains("auditors"), "{run:#?}");
+    assert!(events(&pool).await.is_empty(), "groups are not user events");
+}
+
+#[tokio::test]
+async fn groups_grant_and_revoke_change_membership_through_events_and_refuse_unknown_names() {
+    let db = TestDb::new();
+    db.cli(&["migrate"]).await.assert_success();
+    let pool = db.pool().await;
+    let id = db
+        .superuser(&pool, "member@example.com", "member-password-1")
+        .await;
+    assert!(groups_of(&pool, id).await.is_empty());
+
+    let run = db
+        .cli(&["groups", "grant", "viewer", "--email", "member@example.com"])
+        .await;
+    run.assert_success();
+    assert_eq!(groups_of(&pool, id).await, ["viewer"]);
+    let stored = events_of(&pool, id).await;
+    assert_eq!(stored.len(), 2, "{stored:#?}");
+    assert_eq!(stored[1].event_type, "GroupsChanged");
+    assert_eq!(
+        stored[1].payload["GroupsChanged"]["groups"],
+        serde_json::json!(["viewer"])
+    );
+    assert_from_cli(&stored[1]);
+
+    // Granting again: nothing new.
+    let run = db
+        .cli(&["groups", "grant", "viewer", "--email", "member@example.com"])
+        .await;
+    run.assert_success();
+    assert_eq!(
+        events_of(&pool, id).await.len(),
+        2,
+        "a second grant records nothing"
+    );
+    assert_eq!(groups_of(&pool, id).await, ["viewer"]);
+
+    // The email is found in any case.
+    let run = db
+        .cli(&["groups", "grant", "admin", "--email", "Member@Example.com"])
+        .await;
+    run.assert_success();
+    assert_eq!(groups_of(&pool, id).await, ["admin", "viewer"]);
+    assert_eq!(events_of(&pool, id).await.len(), 3);
+
+    let run = db
+        .cli(&[
+            "groups",
+            "revoke",
+            "viewer",
+            "--email",
+            "member@example.com",
+        ])
+        .await;
+    run.assert_success();
+    assert_eq!(groups_of(&pool, id).await, ["admin"]);
+    let stored = events_of(&pool, id).await;
+    assert_eq!(stored.len(), 4, "{stored:#?}");
+    assert_eq!(stored[3].event_type, "GroupsChanged");
+    assert_eq!(
+        stored[3].payload["GroupsChanged"]["groups"],
+        serde_json::json!(["admin"])
+    );
+    assert_from_cli(&stored[3]);
+
+    // Revoking a group the user is not in: nothing new.
+    let run = db
+        .cli(&[
+            "groups",
+            "revoke",
+            "viewer",
+            "--email",
+            "member@example.com",
+        ])
+        .await;
+    run.assert_success();
+    assert_eq!(events_of(&pool, id).await.len(), 4);
+
+    // Unknown group or unknown email: refused, nothing recorded.
+    let total = events(&pool).await.len();
+    for args in [
+        [
+            "groups",
+            "grant",
+            "nosuchgroup",
+            "--email",
+            "member@example.com",
+        ],
+        [
+            "groups",
+            "revoke",
+            "nosuchgroup",
+            "--email",
+            "member@example.com",
+        ],
+        ["groups", "grant", "viewer", "--email", "nobody@example.com"],
+        ["groups", "revoke", "admin", "--email", "nobody@example.com"],
+    ] {
+        let run = db.cli(&args).await;
+        run.assert_failure();
+        let named = if args[2] == "nosuchgroup" {
+            "nosuchgroup"
+        } else {
+            "nobody@example.com"
+        };
+        assert!(run.stderr.contains(named), "{args:?}: {run:#?}");
+        assert_eq!(
+            events(&pool).await.len(),
+            total,
+            "{args:?} recorded an event"
+        );
+    }
+    assert_eq!(groups_of(&pool, id).await, ["admin"]);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM user_groups")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
+}
+
+#[tokio::test]
+async fn set_flags_clears_flags_through_events_and_refuses_contradictory_flags() {
+    let db = TestDb::new();
+    db.cli(&["migrate"]).await.assert_success();
+    let pool = db.pool().await;
+    let id = db
+        .superuser(&pool, "flags@example.com", "flags-password-1")
+        .await;
+    assert_eq!(flags(&pool, id).await, (true, true));
+
+    let run = db
+        .cli(&[
+            "set-flags",
+            "--email",
+            "flags@example.com",
+            "--no-superuser",
+            "--no-staff",
+        ])
+        .await;
+    run.assert_success();
+    assert_eq!(flags(&pool, id).await, (false, false));
+    let stored = events_of(&pool, id).await;
+    let mut new_types: Vec<&str> = stored[1..].iter().map(|e| e.event_type.as_str()).collect();
+    new_types.sort_unstable();
+    assert_eq!(
+        new_types,
+        ["StaffRevoked", "SuperuserRevoked"],
+        "{stored:#?}"
+    );
+    for event in &stored[1..] {
+        assert_from_cli(event);
+    }
+
+    // The same again: nothing new.
+    let run = db
+        .cli(&[
+            "set-flags",
+            "--email",
+            "flags@example.com",
+            "--no-superuser",
+            "--no-staff",
+        ])
+        .await;
+    run.assert_success();
+    assert_eq!(
+        events_of(&pool, id).await.len(),
+        3,
+        "a no-op records nothing"
+    );
+    assert_eq!(flags(&pool, id).await, (false, false));
+
+    // Contradictory flags: refused by the argument parser (usage error), nothing recorded.
+    let run = db
+        .cli(&[
+            "set-flags",
+            "--email",
+            "flags@example.com",
+            "--staff",
+            "--no-staff",
+        ])
+        .await;
+    run.assert_failure();
+    assert_eq!(run.code, Some(2), "a usage error: {run:#?}");
+    assert!(run.stderr.contains("--no-staff"), "{run:#?}");
+    let run = db
+        .cli(&[
+            "set-flags",
+            "--email",
+            "flags@example.com",
+            "--superuser",
+            "--no-superuser",
+        ])
+        .await;
+    run.assert_failure();
+    assert_eq!(run.code, Some(2), "a usage error: {run:#?}");
+    assert_eq!(events_of(&pool, id).await.len(), 3);
+    assert_eq!(flags(&pool, id).await, (false, false));
+
+    // Setting one flag leaves the other alone.
+    let run = db
+        .cli(&["set-flags", "--email", "flags@example.com", "--staff"])
+        .await;
+    run.assert_success();
+    assert_eq!(flags(&pool, id).await, (true, false));
+    let stored = events_of(&pool, id).await;
+    assert_eq!(stored.len(), 4, "{stored:#?}");
+    assert_eq!(stored[3].event_type, "StaffGranted");
+    assert_from_cli(&stored[3]);
+
+    // An unknown email: refused, nothing recorded.
+    let total = events(&pool).await.len();
+    let run = db
+        .cli(&["set-flags", "--email", "nobody@example.com", "--no-staff"])
+        .await;
+    run.assert_failure();
+    assert!(run.stderr.contains("nobody@example.com"), "{run:#?}");
+    assert_eq!(events(&pool).await.len(), total);
+}
