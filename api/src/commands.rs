@@ -87,7 +87,7 @@ pub struct CommandBus {
 struct UserQueues(Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>);
 
 impl UserQueues {
-    async fn turn(&self, user_id: i64) -> QueueTurn<'_> {
+    async fn turn(&self, user_id: i64) -> Turn<'_> {
         let queue = self
             .0
             .lock()
@@ -96,7 +96,7 @@ impl UserQueues {
             .or_default()
             .clone();
         let guard = queue.clone().lock_owned().await;
-        QueueTurn {
+        Turn {
             queues: self,
             user_id,
             guard: Some(guard),
@@ -104,13 +104,14 @@ impl UserQueues {
     }
 }
 
-struct QueueTurn<'a> {
+/// This process's exclusive turn to write one user; the turn ends when dropped.
+pub struct Turn<'a> {
     queues: &'a UserQueues,
     user_id: i64,
     guard: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
-impl Drop for QueueTurn<'_> {
+impl Drop for Turn<'_> {
     fn drop(&mut self) {
         drop(self.guard.take());
         let mut map = self.queues.0.lock().unwrap_or_else(PoisonError::into_inner);
@@ -147,8 +148,14 @@ impl CommandBus {
             })
     }
 
-    /// Executes `command`. With `expected_version` (an `If-Match`), the events must directly
-    /// follow that version: a conflict is then `Stale`, never retried.
+    /// Waits for this process's turn to write `user_id`: a caller that decides a command from
+    /// the user's current state holds it from reading that state to executing.
+    pub async fn turn(&self, user_id: i64) -> Turn<'_> {
+        self.queues.turn(user_id).await
+    }
+
+    /// Executes `command`. With `expected_version`, the events must directly follow that
+    /// version: a conflict is then `Stale`, never retried.
     pub async fn execute(
         &self,
         user_id: i64,
@@ -156,7 +163,20 @@ impl CommandBus {
         metadata: &Metadata,
         expected_version: Option<i64>,
     ) -> Result<(), CommandError> {
-        let _turn = self.queues.turn(user_id).await;
+        let turn = self.turn(user_id).await;
+        self.execute_in_turn(&turn, command, metadata, expected_version)
+            .await
+    }
+
+    /// `execute`, for a caller already holding the user's turn.
+    pub async fn execute_in_turn(
+        &self,
+        turn: &Turn<'_>,
+        command: UserCommand,
+        metadata: &Metadata,
+        expected_version: Option<i64>,
+    ) -> Result<(), CommandError> {
+        let user_id = turn.user_id;
         let aggregate_id = user_id.to_string();
         let mut map = metadata.to_map();
         if let Some(version) = expected_version {

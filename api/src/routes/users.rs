@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::auth::Caller;
 use crate::body::{Fields, JsonObject};
-use crate::commands::{Metadata, Source};
+use crate::commands::{CommandError, Metadata, Source, MAX_ATTEMPTS};
 use crate::dto::{CreateDraft, PageResponse, UpdateDraft, UserResponse};
 use crate::error::ApiError;
 use crate::pagination::{PageRequest, PageUrls};
@@ -271,17 +271,16 @@ impl Change<'_> {
         command: UserCommand,
         requested: Requested,
     ) -> Result<Response, ApiError> {
-        let changed = requested.changed_fields(self.target);
-        policy::can_change(self.caller, self.target, &changed)?;
-        let id = self.target.id;
-        let meta = metadata(self.caller, self.request_id);
-        state
-            .commands
-            .execute(id, command, &meta, self.expected)
-            .await?;
-        let user = users::find(&state.pool, id)
-            .await?
-            .ok_or(ApiError::NotFound)?;
+        let write = DecidedWrite {
+            caller: self.caller,
+            user_id: self.target.id,
+            request_id: self.request_id,
+            if_match: self.expected,
+        };
+        let authorize = |target: &users::UserView| {
+            policy::can_change(self.caller, target, &requested.changed_fields(target))
+        };
+        let user = write.run(state, command, authorize).await?;
         Ok(user_response(StatusCode::OK, user))
     }
 }
@@ -295,17 +294,64 @@ async fn destroy(
 ) -> Result<StatusCode, ApiError> {
     let target = find(&state, id).await?;
     policy::can_delete(&caller, &target)?;
-    let expected = if_match(&headers, target.version)?;
-    state
-        .commands
-        .execute(
-            target.id,
-            UserCommand::Deactivate,
-            &metadata(&caller, &request_id),
-            expected,
-        )
+    let write = DecidedWrite {
+        caller: &caller,
+        user_id: target.id,
+        request_id: &request_id,
+        if_match: if_match(&headers, target.version)?,
+    };
+    let authorize = |target: &users::UserView| policy::can_delete(&caller, target);
+    write
+        .run(&state, UserCommand::Deactivate, authorize)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A write whose permission depends on the target's current state (its organisation, its
+/// flags, whether it is the caller). Under this process's turn for the user, the target is
+/// read, authorized and written at exactly that version; when another instance wrote in
+/// between, all of it is decided again (a bounded number of times, then `409`). With an
+/// `If-Match`, a changed version is `412` instead.
+struct DecidedWrite<'a> {
+    caller: &'a Caller,
+    user_id: i64,
+    request_id: &'a RequestId,
+    if_match: Option<i64>,
+}
+
+impl DecidedWrite<'_> {
+    async fn run(
+        self,
+        state: &AppState,
+        command: UserCommand,
+        authorize: impl Fn(&users::UserView) -> Result<(), ApiError>,
+    ) -> Result<users::UserView, ApiError> {
+        let metadata = metadata(self.caller, self.request_id);
+        let turn = state.commands.turn(self.user_id).await;
+        for _ in 0..MAX_ATTEMPTS {
+            let target = find(state, self.user_id).await?;
+            if self
+                .if_match
+                .is_some_and(|version| version != target.version)
+            {
+                return Err(ApiError::PreconditionFailed);
+            }
+            authorize(&target)?;
+            let expected = Some(target.version);
+            match state
+                .commands
+                .execute_in_turn(&turn, command.clone(), &metadata, expected)
+                .await
+            {
+                Ok(()) => return find(state, self.user_id).await,
+                Err(CommandError::Stale) if self.if_match.is_none() => {
+                    tracing::debug!(user_id = self.user_id, "written meanwhile; deciding again");
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(ApiError::Conflict)
+    }
 }
 
 /// A user id from the path. A non-integer or non-positive id (or an undecodable path) is
