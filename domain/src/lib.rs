@@ -7,7 +7,7 @@ pub mod user;
 
 pub use user::{
     aggregate::User,
-    commands::{NewUser, UserCommand, UserPatch, UserUpdate},
+    commands::{Changes, NewUser, UserCommand, UserPatch, UserUpdate},
     error::UserError,
     events::{PasswordHash, UserEvent},
     services::{Argon2Hasher, HashError, PasswordHasher, UserServices},

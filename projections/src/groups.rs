@@ -40,18 +40,27 @@ pub async fn of_users(
     .fetch_all(pool)
     .await?;
     for (user_id, group, codename, name) in rows {
-        let groups = result.entry(user_id).or_default();
-        if groups.last().is_none_or(|last| last.name != group) {
-            groups.push(GroupView {
-                name: group,
-                permissions: Vec::new(),
-            });
-        }
-        if let (Some(codename), Some(name), Some(current)) = (codename, name, groups.last_mut()) {
-            current.permissions.push(PermissionView { codename, name });
-        }
+        push_row(result.entry(user_id).or_default(), group, codename, name);
     }
     Ok(result)
+}
+
+/// Adds one (group, permission) row of a query ordered by group name, then codename.
+fn push_row(
+    groups: &mut Vec<GroupView>,
+    group: String,
+    codename: Option<String>,
+    name: Option<String>,
+) {
+    if groups.last().is_none_or(|last| last.name != group) {
+        groups.push(GroupView {
+            name: group,
+            permissions: Vec::new(),
+        });
+    }
+    if let (Some(codename), Some(name), Some(current)) = (codename, name, groups.last_mut()) {
+        current.permissions.push(PermissionView { codename, name });
+    }
 }
 
 /// The names among `names` that are not existing groups, in the order given.
@@ -87,15 +96,7 @@ pub async fn list_all(pool: &PgPool) -> sqlx::Result<Vec<GroupView>> {
     .await?;
     let mut groups: Vec<GroupView> = Vec::new();
     for (group, codename, name) in rows {
-        if groups.last().is_none_or(|last| last.name != group) {
-            groups.push(GroupView {
-                name: group,
-                permissions: Vec::new(),
-            });
-        }
-        if let (Some(codename), Some(name), Some(current)) = (codename, name, groups.last_mut()) {
-            current.permissions.push(PermissionView { codename, name });
-        }
+        push_row(&mut groups, group, codename, name);
     }
     Ok(groups)
 }

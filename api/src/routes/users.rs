@@ -9,7 +9,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use domain::{Email, OrganisationId, UserCommand};
+use domain::{Changes, Email, OrganisationId, UserCommand};
 use projections::{groups, users};
 use serde_json::{Map, Value};
 
@@ -133,15 +133,7 @@ async fn update(
     let update = draft
         .complete()
         .ok_or_else(|| ApiError::internal("update body valid but incomplete"))?;
-    let requested = Requested {
-        email: Some(update.email.as_str().to_owned()),
-        first_name: Some(update.first_name.as_str().to_owned()),
-        last_name: Some(update.last_name.as_str().to_owned()),
-        organisation_id: update.organisation_id.map(|id| id.map(OrganisationId::get)),
-        is_admin: update.is_admin,
-        is_active: update.is_active,
-        groups: update.groups.clone(),
-    };
+    let requested = Changes::from(update.clone());
     let change = Change {
         caller: &caller,
         target: &target,
@@ -165,15 +157,7 @@ async fn patch(
     let patch = crate::dto::read_patch(&mut fields);
     fields.finish()?;
     let patch = patch.ok_or_else(|| ApiError::internal("patch body valid but incomplete"))?;
-    let requested = Requested {
-        email: None,
-        first_name: patch.first_name.as_ref().map(|n| n.as_str().to_owned()),
-        last_name: patch.last_name.as_ref().map(|n| n.as_str().to_owned()),
-        organisation_id: patch.organisation_id.map(|id| id.map(OrganisationId::get)),
-        is_admin: patch.is_admin,
-        is_active: patch.is_active,
-        groups: None,
-    };
+    let requested = Changes::from(patch.clone());
     let change = Change {
         caller: &caller,
         target: &target,
@@ -200,60 +184,59 @@ async fn begin_change(
     Ok((target, expected, body))
 }
 
-/// The values a PUT or PATCH asks for, to tell which fields would really change.
-struct Requested {
-    email: Option<String>,
-    first_name: Option<String>,
-    last_name: Option<String>,
-    organisation_id: Option<Option<i64>>,
-    is_admin: Option<bool>,
-    is_active: Option<bool>,
-    groups: Option<BTreeSet<String>>,
-}
-
-impl Requested {
-    fn changed_fields(&self, target: &users::UserView) -> Vec<Field> {
-        let current_groups: BTreeSet<&str> =
-            target.groups.iter().map(|g| g.name.as_str()).collect();
-        let differs = |wanted: &Option<String>, current: &str| {
-            wanted.as_deref().is_some_and(|w| w != current)
-        };
-        let mut changed = Vec::new();
-        if differs(&self.email, &target.email) {
-            changed.push(Field::Email);
-        }
-        if differs(&self.first_name, &target.first_name) {
-            changed.push(Field::FirstName);
-        }
-        if differs(&self.last_name, &target.last_name) {
-            changed.push(Field::LastName);
-        }
-        if self
-            .organisation_id
-            .is_some_and(|id| id != target.organisation_id)
-        {
-            changed.push(Field::Organisation);
-        }
-        if self.is_admin.is_some_and(|admin| admin != target.is_admin) {
-            changed.push(Field::IsAdmin);
-        }
-        if self
-            .is_active
-            .is_some_and(|active| active != target.is_active)
-        {
-            changed.push(Field::IsActive);
-        }
-        if let Some(groups) = &self.groups {
-            let wanted: BTreeSet<&str> = groups.iter().map(String::as_str).collect();
-            if wanted != current_groups {
-                changed.push(Field::Groups {
-                    touches_admin: wanted.contains(policy::ADMIN_GROUP)
-                        != current_groups.contains(policy::ADMIN_GROUP),
-                });
-            }
-        }
-        changed
+/// The fields a PUT or PATCH would really change on `target`.
+fn changed_fields(requested: &Changes, target: &users::UserView) -> Vec<Field> {
+    let current_groups: BTreeSet<&str> = target.groups.iter().map(|g| g.name.as_str()).collect();
+    let mut changed = Vec::new();
+    if requested
+        .email
+        .as_ref()
+        .is_some_and(|e| e.as_str() != target.email)
+    {
+        changed.push(Field::Email);
     }
+    if requested
+        .first_name
+        .as_ref()
+        .is_some_and(|n| n.as_str() != target.first_name)
+    {
+        changed.push(Field::FirstName);
+    }
+    if requested
+        .last_name
+        .as_ref()
+        .is_some_and(|n| n.as_str() != target.last_name)
+    {
+        changed.push(Field::LastName);
+    }
+    if requested
+        .organisation_id
+        .is_some_and(|id| id.map(OrganisationId::get) != target.organisation_id)
+    {
+        changed.push(Field::Organisation);
+    }
+    if requested
+        .is_admin
+        .is_some_and(|admin| admin != target.is_admin)
+    {
+        changed.push(Field::IsAdmin);
+    }
+    if requested
+        .is_active
+        .is_some_and(|active| active != target.is_active)
+    {
+        changed.push(Field::IsActive);
+    }
+    if let Some(groups) = &requested.groups {
+        let wanted: BTreeSet<&str> = groups.iter().map(String::as_str).collect();
+        if wanted != current_groups {
+            changed.push(Field::Groups {
+                touches_admin: wanted.contains(policy::ADMIN_GROUP)
+                    != current_groups.contains(policy::ADMIN_GROUP),
+            });
+        }
+    }
+    changed
 }
 
 /// A PUT or PATCH ready to run.
@@ -269,7 +252,7 @@ impl Change<'_> {
         self,
         state: &AppState,
         command: UserCommand,
-        requested: Requested,
+        requested: Changes,
     ) -> Result<Response, ApiError> {
         let write = DecidedWrite {
             caller: self.caller,
@@ -278,7 +261,7 @@ impl Change<'_> {
             if_match: self.expected,
         };
         let authorize = |target: &users::UserView| {
-            policy::can_change(self.caller, target, &requested.changed_fields(target))
+            policy::can_change(self.caller, target, &changed_fields(&requested, target))
         };
         let user = write.run(state, command, authorize).await?;
         Ok(user_response(StatusCode::OK, user))

@@ -62,7 +62,7 @@ pub struct UserPatch {
 
 /// The common shape of PUT and PATCH: every field a change that may or may not differ.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Changes {
+pub struct Changes {
     pub email: Option<Email>,
     pub first_name: Option<Name>,
     pub last_name: Option<Name>,
