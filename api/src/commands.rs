@@ -127,7 +127,8 @@ impl Drop for Turn<'_> {
 
 impl CommandBus {
     pub fn new(pool: PgPool, services: UserServices) -> Self {
-        let store = PersistedEventStore::new_event_store(UserEventRepository::new(pool.clone()));
+        let store = PersistedEventStore::new_event_store(UserEventRepository::new(pool.clone()))
+            .with_upcasters(domain::user::upcasters::upcasters());
         Self {
             cqrs: Arc::new(CqrsFramework::new(store, vec![], services)),
             pool,
