@@ -34,6 +34,7 @@ pub struct Settings {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(routes::users::router())
+        .merge(routes::history::router())
         .merge(routes::auth::router())
         .merge(routes::health::router())
         .fallback(|| async { ApiError::NotFound })

@@ -59,6 +59,11 @@ impl From<UserView> for UserResponse {
     }
 }
 
+/// RFC 3339 in UTC with microseconds and `Z`, as the contract shows times.
+pub fn format_time(time: chrono::DateTime<chrono::Utc>) -> String {
+    time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
 impl From<GroupView> for GroupResponse {
     fn from(group: GroupView) -> Self {
         Self {

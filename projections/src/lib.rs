@@ -4,6 +4,7 @@
 
 pub mod event_store;
 pub mod groups;
+pub mod history;
 pub mod login_throttle;
 pub mod projector;
 pub mod users;

@@ -1,5 +1,6 @@
 pub mod auth;
 pub mod health;
+pub mod history;
 pub mod users;
 
 use axum::routing::MethodRouter;

@@ -21,7 +21,7 @@ use crate::error::ApiError;
 use crate::pagination::{PageRequest, PageUrls};
 use crate::policy::{self, Field};
 use crate::request_id::RequestId;
-use crate::routes::route_both;
+use crate::routes::{history, route_both};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -57,14 +57,24 @@ async fn list(
     }))
 }
 
+/// The user now, or with `?as_of=<RFC 3339>` as they were then (folded from the events;
+/// `404` if they did not exist yet). Scope and permission are judged on the user as now.
 async fn retrieve(
     State(state): State<AppState>,
     caller: Caller,
     UserId(id): UserId,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
+    let as_of = history::as_of(query.as_deref())?;
     let target = find(&state, id).await?;
     policy::can_retrieve(&caller, &target)?;
-    Ok(user_response(StatusCode::OK, target))
+    let Some(until) = as_of else {
+        return Ok(user_response(StatusCode::OK, target));
+    };
+    let then = history::user_as_of(&state, id, until)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(user_response(StatusCode::OK, then))
 }
 
 async fn create(
@@ -339,7 +349,7 @@ impl DecidedWrite<'_> {
 
 /// A user id from the path. A non-integer or non-positive id (or an undecodable path) is
 /// simply not found.
-struct UserId(i64);
+pub struct UserId(pub i64);
 
 impl<S: Send + Sync> FromRequestParts<S> for UserId {
     type Rejection = ApiError;
