@@ -13,7 +13,7 @@ use serde_json::Value;
 use sqlx::postgres::PgDatabaseError;
 use sqlx::{PgConnection, PgPool};
 
-use crate::projector::{self, Envelope};
+use crate::projector::{self, Envelope, Tables};
 
 /// The email a command wanted is claimed by another user. Travels through cqrs-es as
 /// `PersistenceError::UnknownError` and is told apart by downcasting.
@@ -55,6 +55,7 @@ impl UserEventRepository {
                 claim_email(&mut tx, user_id, &user_event).await?;
                 projector::apply(
                     &mut tx,
+                    &Tables::live(),
                     Envelope {
                         user_id,
                         sequence: sequence_of(event)?,

@@ -1,9 +1,32 @@
-//! Turns User events into rows of the `users` and `user_groups` tables. The same code serves
-//! the inline path (inside the command's transaction) and a rebuild from the log.
+//! Turns User events into rows of the users read model. The same code serves the inline
+//! path (inside the command's transaction, on the live tables) and rebuilds (on fresh
+//! tables): `Tables` says which.
 
 use chrono::{DateTime, Utc};
 use domain::UserEvent;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Postgres};
+
+/// The pair of read-model tables an event is applied to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tables {
+    pub users: String,
+    pub user_groups: String,
+}
+
+impl Tables {
+    /// The tables the API reads.
+    pub fn live() -> Self {
+        Self::with_suffix("")
+    }
+
+    /// `users{suffix}` and `user_groups{suffix}`.
+    pub fn with_suffix(suffix: &str) -> Self {
+        Self {
+            users: format!("users{suffix}"),
+            user_groups: format!("user_groups{suffix}"),
+        }
+    }
+}
 
 /// One stored event, addressed by the numeric user id.
 pub struct Envelope<'a> {
@@ -15,15 +38,23 @@ pub struct Envelope<'a> {
 
 /// Applies one event. An event at or below the row's `last_sequence` changes nothing, so
 /// applying a prefix of the log twice is harmless.
-pub async fn apply(conn: &mut PgConnection, envelope: Envelope<'_>) -> sqlx::Result<()> {
+pub async fn apply(
+    conn: &mut PgConnection,
+    tables: &Tables,
+    envelope: Envelope<'_>,
+) -> sqlx::Result<()> {
     let Envelope {
         user_id,
         sequence,
         recorded_at,
         event,
     } = envelope;
-    let update = |set: &'static str| sqlx::query(set).bind(user_id).bind(sequence);
-    let result = match event {
+    let row = Row {
+        tables,
+        user_id,
+        sequence,
+    };
+    let applied = match event {
         UserEvent::Created {
             email,
             first_name,
@@ -35,15 +66,16 @@ pub async fn apply(conn: &mut PgConnection, envelope: Envelope<'_>) -> sqlx::Res
             groups,
             password_hash,
         } => {
-            let inserted = sqlx::query(
+            let inserted = sqlx::query(&format!(
                 r#"
-                INSERT INTO users (id, email, first_name, last_name, organisation_id, is_admin,
-                                   is_staff, is_active, is_email_verified, is_superuser,
-                                   password_hash, created, last_sequence)
+                INSERT INTO {} (id, email, first_name, last_name, organisation_id, is_admin,
+                                is_staff, is_active, is_email_verified, is_superuser,
+                                password_hash, created, last_sequence)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, true, false, $8, $9, $10, $11)
                 ON CONFLICT (id) DO NOTHING
                 "#,
-            )
+                tables.users
+            ))
             .bind(user_id)
             .bind(email)
             .bind(first_name)
@@ -56,96 +88,109 @@ pub async fn apply(conn: &mut PgConnection, envelope: Envelope<'_>) -> sqlx::Res
             .bind(recorded_at)
             .bind(sequence)
             .execute(&mut *conn)
-            .await?;
-            if inserted.rows_affected() == 1 {
-                replace_groups(conn, user_id, groups).await?;
+            .await?
+            .rows_affected()
+                == 1;
+            if inserted {
+                row.replace_groups(conn, groups).await?;
             }
-            return Ok(());
+            inserted
         }
         UserEvent::EmailChanged { email } => {
-            update(
-                "UPDATE users SET email = $3, is_email_verified = false, last_sequence = $2
-                 WHERE id = $1 AND last_sequence < $2",
-            )
-            .bind(email)
-            .execute(&mut *conn)
-            .await?
+            row.set(conn, "email = $3, is_email_verified = false", email.clone())
+                .await?
         }
         UserEvent::FirstNameChanged { first_name } => {
-            update("UPDATE users SET first_name = $3, last_sequence = $2 WHERE id = $1 AND last_sequence < $2")
-                .bind(first_name)
-                .execute(&mut *conn)
-                .await?
+            row.set(conn, "first_name = $3", first_name.clone()).await?
         }
         UserEvent::LastNameChanged { last_name } => {
-            update("UPDATE users SET last_name = $3, last_sequence = $2 WHERE id = $1 AND last_sequence < $2")
-                .bind(last_name)
-                .execute(&mut *conn)
-                .await?
+            row.set(conn, "last_name = $3", last_name.clone()).await?
         }
         UserEvent::OrganisationChanged { organisation_id } => {
-            update("UPDATE users SET organisation_id = $3, last_sequence = $2 WHERE id = $1 AND last_sequence < $2")
-                .bind(organisation_id)
-                .execute(&mut *conn)
+            row.set(conn, "organisation_id = $3", *organisation_id)
                 .await?
         }
-        UserEvent::AdminGranted | UserEvent::AdminRevoked => {
-            update("UPDATE users SET is_admin = $3, last_sequence = $2 WHERE id = $1 AND last_sequence < $2")
-                .bind(matches!(event, UserEvent::AdminGranted))
-                .execute(&mut *conn)
-                .await?
-        }
-        UserEvent::Deactivated | UserEvent::Reactivated => {
-            update("UPDATE users SET is_active = $3, last_sequence = $2 WHERE id = $1 AND last_sequence < $2")
-                .bind(matches!(event, UserEvent::Reactivated))
-                .execute(&mut *conn)
-                .await?
-        }
-        UserEvent::StaffGranted | UserEvent::StaffRevoked => {
-            update("UPDATE users SET is_staff = $3, last_sequence = $2 WHERE id = $1 AND last_sequence < $2")
-                .bind(matches!(event, UserEvent::StaffGranted))
-                .execute(&mut *conn)
-                .await?
-        }
-        UserEvent::SuperuserGranted | UserEvent::SuperuserRevoked => {
-            update("UPDATE users SET is_superuser = $3, last_sequence = $2 WHERE id = $1 AND last_sequence < $2")
-                .bind(matches!(event, UserEvent::SuperuserGranted))
-                .execute(&mut *conn)
-                .await?
-        }
+        UserEvent::AdminGranted => row.set(conn, "is_admin = $3", true).await?,
+        UserEvent::AdminRevoked => row.set(conn, "is_admin = $3", false).await?,
+        UserEvent::Deactivated => row.set(conn, "is_active = $3", false).await?,
+        UserEvent::Reactivated => row.set(conn, "is_active = $3", true).await?,
+        UserEvent::StaffGranted => row.set(conn, "is_staff = $3", true).await?,
+        UserEvent::StaffRevoked => row.set(conn, "is_staff = $3", false).await?,
+        UserEvent::SuperuserGranted => row.set(conn, "is_superuser = $3", true).await?,
+        UserEvent::SuperuserRevoked => row.set(conn, "is_superuser = $3", false).await?,
         UserEvent::GroupsChanged { groups } => {
-            let result = update(
-                "UPDATE users SET last_sequence = $2 WHERE id = $1 AND last_sequence < $2",
-            )
-            .execute(&mut *conn)
-            .await?;
-            if result.rows_affected() == 1 {
-                replace_groups(conn, user_id, groups).await?;
+            let advanced = row.advance(conn).await?;
+            if advanced {
+                row.replace_groups(conn, groups).await?;
             }
-            result
+            advanced
         }
     };
-    if result.rows_affected() == 0 {
+    if !applied {
         tracing::debug!(user_id, sequence, "event already applied; skipped");
     }
     Ok(())
 }
 
-async fn replace_groups(
-    conn: &mut PgConnection,
+struct Row<'a> {
+    tables: &'a Tables,
     user_id: i64,
-    groups: &[String],
-) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM user_groups WHERE user_id = $1")
-        .bind(user_id)
+    sequence: i64,
+}
+
+impl Row<'_> {
+    /// Runs `SET {assignment}, last_sequence = $2` with `$3` bound to `value`, unless the
+    /// row is already at or past this event. Returns whether the row changed.
+    async fn set<T>(
+        &self,
+        conn: &mut PgConnection,
+        assignment: &str,
+        value: T,
+    ) -> sqlx::Result<bool>
+    where
+        T: for<'q> sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres> + Send + 'static,
+    {
+        let sql = format!(
+            "UPDATE {} SET {assignment}, last_sequence = $2 WHERE id = $1 AND last_sequence < $2",
+            self.tables.users
+        );
+        let result = sqlx::query(&sql)
+            .bind(self.user_id)
+            .bind(self.sequence)
+            .bind(value)
+            .execute(&mut *conn)
+            .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Moves the row to this event's sequence, for events kept in other tables.
+    async fn advance(&self, conn: &mut PgConnection) -> sqlx::Result<bool> {
+        let sql = format!(
+            "UPDATE {} SET last_sequence = $2 WHERE id = $1 AND last_sequence < $2",
+            self.tables.users
+        );
+        let result = sqlx::query(&sql)
+            .bind(self.user_id)
+            .bind(self.sequence)
+            .execute(&mut *conn)
+            .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn replace_groups(&self, conn: &mut PgConnection, groups: &[String]) -> sqlx::Result<()> {
+        let user_groups = &self.tables.user_groups;
+        sqlx::query(&format!("DELETE FROM {user_groups} WHERE user_id = $1"))
+            .bind(self.user_id)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(&format!(
+            "INSERT INTO {user_groups} (user_id, group_name) SELECT $1, unnest($2::text[])
+             ON CONFLICT DO NOTHING"
+        ))
+        .bind(self.user_id)
+        .bind(groups)
         .execute(&mut *conn)
         .await?;
-    sqlx::query(
-        "INSERT INTO user_groups (user_id, group_name) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING",
-    )
-    .bind(user_id)
-    .bind(groups)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+        Ok(())
+    }
 }
