@@ -40,6 +40,17 @@ pub enum Command {
         #[arg(long, default_value = "User")]
         last_name: String,
     },
+    /// Print a user's history from the event store (works with the read model empty).
+    Audit {
+        /// The user id.
+        id: i64,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild or verify the read model from the event log.
+    #[command(subcommand)]
+    Projections(ProjectionsCommand),
     /// Manage groups and users' membership of them.
     #[command(subcommand)]
     Groups(GroupsCommand),
@@ -62,6 +73,16 @@ pub enum Command {
         #[arg(long)]
         no_superuser: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// Build fresh read-model tables from the whole log, catch up, and swap them in while
+    /// the API keeps serving. Safe to interrupt and rerun.
+    Rebuild,
+    /// Replay the log and compare with the live tables: prints each difference, exits 1 if
+    /// there is any.
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +122,17 @@ pub async fn run() -> ExitCode {
             last_name,
         } => create_superuser(&cli.config, &email, &first_name, &last_name).await,
         Command::Groups(command) => groups(&cli.config, command).await,
+        Command::Audit { id, json } => crate::admin::audit(&cli.config, id, json).await,
+        Command::Projections(ProjectionsCommand::Rebuild) => {
+            crate::admin::rebuild(&cli.config).await
+        }
+        Command::Projections(ProjectionsCommand::Verify) => {
+            match crate::admin::verify(&cli.config).await {
+                Ok(true) => Ok(()),
+                Ok(false) => return ExitCode::FAILURE,
+                Err(error) => Err(error),
+            }
+        }
         Command::SetFlags {
             email,
             staff,
@@ -228,7 +260,7 @@ async fn groups(config: &Config, command: GroupsCommand) -> anyhow::Result<()> {
     }
 }
 
-async fn connect(config: &Config) -> anyhow::Result<sqlx::PgPool> {
+pub(crate) async fn connect(config: &Config) -> anyhow::Result<sqlx::PgPool> {
     let url = bootstrap::database_url(config).await?;
     bootstrap::connect_and_migrate(&url, config).await
 }

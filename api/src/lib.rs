@@ -1,5 +1,6 @@
 //! The users service: HTTP API, authentication, CLI and the wiring of domain and projections.
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod body;

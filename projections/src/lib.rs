@@ -7,6 +7,7 @@ pub mod groups;
 pub mod history;
 pub mod login_throttle;
 pub mod projector;
+pub mod rebuild;
 pub mod users;
 
 pub use event_store::{EmailTaken, UserEventRepository};

@@ -1,0 +1,353 @@
+//! Rebuilding and verifying the users read model from the event log (architecture §4).
+//!
+//! Both replay the whole log through the projector into fresh tables. The log is read
+//! below the oldest transaction still in flight (`pg_snapshot_xmin`), in (transaction id,
+//! global position) order: that is global-position order for everything one transaction
+//! wrote, and, unlike plain global-position order, it never skips a transaction that
+//! commits after a higher position was already read.
+//!
+//! `rebuild` catches up with writes made meanwhile, then, holding the events table against
+//! new writes for a moment, applies the last events and swaps the new tables in atomically.
+//! `verify` does the same into scratch tables and compares them with the live ones.
+
+use std::ops::ControlFlow;
+
+use chrono::{DateTime, Utc};
+use domain::user::upcasters::decode;
+use serde_json::Value;
+use sqlx::{FromRow, PgConnection, PgPool};
+
+use crate::projector::{self, Envelope, Tables};
+
+/// Events applied per transaction.
+pub const BATCH: i64 = 2_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    #[error(
+        "the event at global position {position} ({event_type} v{event_version} of user \
+         {aggregate_id}) cannot be read: {cause}"
+    )]
+    Unreadable {
+        position: i64,
+        event_type: String,
+        event_version: String,
+        aggregate_id: String,
+        cause: String,
+    },
+    #[error("interrupted")]
+    Interrupted,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// How far a replay has come: events applied of the total in the log when it started.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub applied: u64,
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Report {
+    pub events: u64,
+    pub users: i64,
+}
+
+/// One difference found by `verify`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Difference {
+    pub user_id: i64,
+    pub field: String,
+    pub live: Value,
+    pub expected: Value,
+}
+
+#[derive(FromRow)]
+struct LogRow {
+    global_position: i64,
+    transaction_id: String,
+    aggregate_id: String,
+    sequence: i64,
+    event_type: String,
+    event_version: String,
+    payload: Value,
+    recorded_at: DateTime<Utc>,
+}
+
+/// Where a replay has got to in (transaction id, global position) order.
+#[derive(Debug, Clone)]
+struct Cursor {
+    transaction_id: String,
+    position: i64,
+}
+
+impl Cursor {
+    fn start() -> Self {
+        Self {
+            transaction_id: "0".to_owned(),
+            position: 0,
+        }
+    }
+}
+
+/// Builds fresh tables from the whole log and swaps them in for the live ones.
+pub async fn rebuild(
+    pool: &PgPool,
+    on_progress: &mut (dyn FnMut(Progress) -> ControlFlow<()> + Send),
+) -> Result<Report, RebuildError> {
+    let tables = Tables::with_suffix("_rebuild");
+    let (cursor, applied) = build(pool, &tables, on_progress).await?;
+    let mut tx = pool.begin().await?;
+    // Writers wait here for a moment; a writer already in flight finishes first.
+    sqlx::query("LOCK TABLE events IN EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await?;
+    let (_, tail) = replay(&mut tx, &tables, cursor, false, None).await?;
+    swap(&mut tx, &tables).await?;
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Report {
+        events: applied + tail,
+        users,
+    })
+}
+
+/// Replays the whole log into scratch tables and lists how the live tables differ. Writers
+/// wait while the last events are applied and the tables compared.
+pub async fn verify(
+    pool: &PgPool,
+    on_progress: &mut (dyn FnMut(Progress) -> ControlFlow<()> + Send),
+) -> Result<Vec<Difference>, RebuildError> {
+    let tables = Tables::with_suffix("_verify");
+    let (cursor, _) = build(pool, &tables, on_progress).await?;
+    let mut tx = pool.begin().await?;
+    sqlx::query("LOCK TABLE events IN SHARE MODE")
+        .execute(&mut *tx)
+        .await?;
+    replay(&mut tx, &tables, cursor, false, None).await?;
+    let differences = compare(&mut tx, &tables).await?;
+    drop_tables(&mut tx, &tables).await?;
+    tx.commit().await?;
+    Ok(differences)
+}
+
+/// Creates empty `tables` shaped like the live ones (dropping leftovers of an interrupted
+/// run) and replays the log into them up to the in-flight horizon.
+async fn build(
+    pool: &PgPool,
+    tables: &Tables,
+    on_progress: &mut (dyn FnMut(Progress) -> ControlFlow<()> + Send),
+) -> Result<(Cursor, u64), RebuildError> {
+    let mut conn = pool.acquire().await?;
+    drop_tables(&mut conn, tables).await?;
+    let users = &tables.users;
+    let user_groups = &tables.user_groups;
+    for statement in [
+        format!("CREATE TABLE {users} (LIKE users INCLUDING ALL)"),
+        format!("CREATE TABLE {user_groups} (LIKE user_groups INCLUDING ALL)"),
+        format!(
+            "ALTER TABLE {user_groups} ADD CONSTRAINT {user_groups}_user_id_fkey
+             FOREIGN KEY (user_id) REFERENCES {users} (id) ON DELETE CASCADE"
+        ),
+    ] {
+        sqlx::query(&statement).execute(&mut *conn).await?;
+    }
+    let total: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = 'User'")
+            .fetch_one(&mut *conn)
+            .await?;
+    let total = u64::try_from(total).unwrap_or(0);
+    let mut cursor = Cursor::start();
+    let mut applied = 0;
+    loop {
+        let mut tx = pool.begin().await?;
+        let (next, count) = replay(&mut tx, tables, cursor.clone(), true, Some(BATCH)).await?;
+        tx.commit().await?;
+        cursor = next;
+        applied += count;
+        let progress = Progress {
+            applied,
+            total: total.max(applied),
+        };
+        if on_progress(progress).is_break() {
+            return Err(RebuildError::Interrupted);
+        }
+        if count < BATCH as u64 {
+            return Ok((cursor, applied));
+        }
+    }
+}
+
+/// Applies the events after `cursor` (below the in-flight horizon when `horizon`), at most
+/// `limit` of them when given, or all. Returns the new cursor and how many were applied.
+async fn replay(
+    conn: &mut PgConnection,
+    tables: &Tables,
+    mut cursor: Cursor,
+    horizon: bool,
+    limit: Option<i64>,
+) -> Result<(Cursor, u64), RebuildError> {
+    let mut applied = 0;
+    loop {
+        let page = limit.unwrap_or(BATCH);
+        let rows: Vec<LogRow> = sqlx::query_as(
+            r#"
+            SELECT global_position, transaction_id::text AS transaction_id, aggregate_id,
+                   sequence, event_type, event_version, payload, recorded_at
+              FROM events
+             WHERE aggregate_type = 'User'
+               AND (transaction_id, global_position) > ($1::text::xid8, $2)
+               AND (NOT $3 OR transaction_id < pg_snapshot_xmin(pg_current_snapshot()))
+             ORDER BY transaction_id, global_position
+             LIMIT $4
+            "#,
+        )
+        .bind(&cursor.transaction_id)
+        .bind(cursor.position)
+        .bind(horizon)
+        .bind(page)
+        .fetch_all(&mut *conn)
+        .await?;
+        let count = rows.len();
+        for row in rows {
+            let unreadable = |cause: String| RebuildError::Unreadable {
+                position: row.global_position,
+                event_type: row.event_type.clone(),
+                event_version: row.event_version.clone(),
+                aggregate_id: row.aggregate_id.clone(),
+                cause,
+            };
+            let event = decode(&row.event_type, &row.event_version, row.payload.clone())
+                .map_err(|e| unreadable(e.to_string()))?;
+            let user_id = row
+                .aggregate_id
+                .parse::<i64>()
+                .map_err(|e| unreadable(format!("aggregate id: {e}")))?;
+            let envelope = Envelope {
+                user_id,
+                sequence: row.sequence,
+                recorded_at: row.recorded_at,
+                event: &event,
+            };
+            projector::apply(&mut *conn, tables, envelope).await?;
+            cursor = Cursor {
+                transaction_id: row.transaction_id,
+                position: row.global_position,
+            };
+            applied += 1;
+        }
+        if limit.is_some() || count < page as usize {
+            return Ok((cursor, applied));
+        }
+    }
+}
+
+/// Puts `tables` in the place of the live tables, within the caller's transaction, and
+/// gives their keys the live names.
+async fn swap(conn: &mut PgConnection, tables: &Tables) -> Result<(), RebuildError> {
+    let users = &tables.users;
+    let user_groups = &tables.user_groups;
+    for statement in [
+        "LOCK TABLE users, user_groups IN ACCESS EXCLUSIVE MODE".to_owned(),
+        "DROP TABLE user_groups".to_owned(),
+        "DROP TABLE users".to_owned(),
+        format!("ALTER TABLE {users} RENAME TO users"),
+        format!("ALTER TABLE {user_groups} RENAME TO user_groups"),
+        format!("ALTER TABLE user_groups RENAME CONSTRAINT {user_groups}_user_id_fkey TO user_groups_user_id_fkey"),
+    ] {
+        sqlx::query(&statement).execute(&mut *conn).await?;
+    }
+    let suffixed: Vec<String> = sqlx::query_scalar(
+        "SELECT indexname FROM pg_indexes
+          WHERE schemaname = current_schema() AND tablename IN ('users', 'user_groups')
+            AND indexname LIKE '%\\_rebuild%'",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for index in suffixed {
+        let canonical = index.replace("_rebuild", "");
+        sqlx::query(&format!("ALTER INDEX {index} RENAME TO {canonical}"))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn drop_tables(conn: &mut PgConnection, tables: &Tables) -> sqlx::Result<()> {
+    sqlx::query(&format!(
+        "DROP TABLE IF EXISTS {}, {}",
+        tables.user_groups, tables.users
+    ))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Field-by-field differences between the live tables and `tables`. Password hashes are
+/// compared but never shown.
+async fn compare(conn: &mut PgConnection, tables: &Tables) -> sqlx::Result<Vec<Difference>> {
+    let rows: Vec<(i64, Option<Value>, Option<Value>)> = sqlx::query_as(&format!(
+        r#"
+        WITH live AS (
+            SELECT u.id, to_jsonb(u) || jsonb_build_object('groups', coalesce(
+                (SELECT jsonb_agg(g.group_name ORDER BY g.group_name)
+                   FROM user_groups g WHERE g.user_id = u.id), '[]'::jsonb)) AS row
+              FROM users u),
+        expected AS (
+            SELECT u.id, to_jsonb(u) || jsonb_build_object('groups', coalesce(
+                (SELECT jsonb_agg(g.group_name ORDER BY g.group_name)
+                   FROM {user_groups} g WHERE g.user_id = u.id), '[]'::jsonb)) AS row
+              FROM {users} u)
+        SELECT coalesce(live.id, expected.id), live.row, expected.row
+          FROM live FULL JOIN expected ON live.id = expected.id
+         WHERE live.row IS DISTINCT FROM expected.row
+         ORDER BY 1
+        "#,
+        users = tables.users,
+        user_groups = tables.user_groups,
+    ))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut differences = Vec::new();
+    for (user_id, live, expected) in rows {
+        let (Some(Value::Object(live)), Some(Value::Object(expected))) = (&live, &expected) else {
+            differences.push(Difference {
+                user_id,
+                field: "row".to_owned(),
+                live: if live.is_some() {
+                    "present".into()
+                } else {
+                    "missing".into()
+                },
+                expected: if expected.is_some() {
+                    "present".into()
+                } else {
+                    "missing".into()
+                },
+            });
+            continue;
+        };
+        for (field, expected_value) in expected {
+            let live_value = live.get(field).cloned().unwrap_or(Value::Null);
+            if &live_value != expected_value {
+                let shown = |value: Value| {
+                    if field == "password_hash" {
+                        Value::from("[redacted]")
+                    } else {
+                        value
+                    }
+                };
+                differences.push(Difference {
+                    user_id,
+                    field: field.clone(),
+                    live: shown(live_value),
+                    expected: shown(expected_value.clone()),
+                });
+            }
+        }
+    }
+    Ok(differences)
+}
