@@ -67,7 +67,9 @@ pub struct Difference {
 #[derive(FromRow)]
 struct LogRow {
     global_position: i64,
-    transaction_id: String,
+    /// The writing transaction's id as text. (Named apart from the column: an `ORDER BY
+    /// transaction_id` must sort by the xid8 column through its index, not by this text.)
+    xid: String,
     aggregate_id: String,
     sequence: i64,
     event_type: String,
@@ -199,7 +201,7 @@ async fn replay_batch(
         return Ok((cursor, 0));
     };
     let next = Cursor {
-        transaction_id: last.transaction_id.clone(),
+        transaction_id: last.xid.clone(),
         position: last.global_position,
     };
     let count = rows.len() as u64;
@@ -249,7 +251,7 @@ async fn read_log(
     };
     sqlx::query_as(&format!(
         r#"
-        SELECT global_position, transaction_id::text AS transaction_id, aggregate_id,
+        SELECT global_position, transaction_id::text AS xid, aggregate_id,
                sequence, event_type, event_version, payload, recorded_at
           FROM events
          WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
@@ -304,7 +306,7 @@ async fn replay_rest(
             };
             projector::apply(&mut *conn, tables, envelope).await?;
             cursor = Cursor {
-                transaction_id: row.transaction_id,
+                transaction_id: row.xid,
                 position: row.global_position,
             };
             applied += 1;
