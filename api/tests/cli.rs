@@ -95,19 +95,8 @@ impl TestDb {
     /// Runs the binary with `stdin` (if any) on standard input and `env` added to a clean
     /// environment (no inherited `USERS_*` variable, no `RUST_LOG`).
     async fn cli_with(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_users-service"));
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("USERS_") {
-                command.env_remove(&key);
-            }
-        }
+        let mut command = self.command(args, env);
         command
-            .args(args)
-            .env_remove("RUST_LOG")
-            .env_remove("USERS_SUPERUSER_PASSWORD")
-            .env("DATABASE_URL", self.url())
-            .env("USERS_DATA_DIR", &self.data_dir)
-            .envs(env.iter().copied())
             .stdin(if stdin.is_some() {
                 Stdio::piped()
             } else {
@@ -134,6 +123,25 @@ impl TestDb {
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }
+    }
+
+    /// The binary with `args`, `env` added to a clean environment (no inherited `USERS_*`
+    /// variable, no `RUST_LOG`), on this database.
+    fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_users-service"));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("USERS_") {
+                command.env_remove(&key);
+            }
+        }
+        command
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("USERS_SUPERUSER_PASSWORD")
+            .env("DATABASE_URL", self.url())
+            .env("USERS_DATA_DIR", &self.data_dir)
+            .envs(env.iter().copied());
+        command
     }
 
     /// A pool on the test database (which must exist by then).
@@ -774,4 +782,171 @@ async fn set_flags_clears_flags_through_events_and_refuses_contradictory_flags()
     run.assert_failure();
     assert!(run.stderr.contains("nobody@example.com"), "{run:#?}");
     assert_eq!(events(&pool).await.len(), total);
+}
+
+/// Loads `users` users with ten events each straight into the event store (as an import
+/// would), leaving the read model empty.
+async fn load_events(pool: &PgPool, users: i64) {
+    sqlx::query(
+        r#"
+        INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
+                            payload, metadata)
+        SELECT 'User', u::text, s,
+               CASE WHEN s = 1 THEN 'Created' WHEN s % 2 = 0 THEN 'FirstNameChanged'
+                    ELSE 'LastNameChanged' END,
+               '1',
+               CASE WHEN s = 1 THEN jsonb_build_object('Created', jsonb_build_object(
+                        'email', 'bulk' || u || '@example.com', 'first_name', 'F',
+                        'last_name', 'L', 'organisation_id', u % 5 + 1, 'is_admin', false,
+                        'is_staff', false, 'is_superuser', false, 'groups', '["viewer"]'::jsonb,
+                        'password_hash', '$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA'))
+                    WHEN s % 2 = 0 THEN jsonb_build_object('FirstNameChanged',
+                        jsonb_build_object('first_name', 'F' || s))
+                    ELSE jsonb_build_object('LastNameChanged',
+                        jsonb_build_object('last_name', 'L' || s)) END,
+               '{"actor_id": "system", "request_id": "import", "source": "cli"}'
+          FROM generate_series(1, $1) AS u, generate_series(1, 10) AS s
+         ORDER BY u, s
+        "#,
+    )
+    .bind(users)
+    .execute(pool)
+    .await
+    .expect("bulk load");
+}
+
+async fn read_model(pool: &PgPool) -> (Value, Value) {
+    let users: Value = sqlx::query_scalar(
+        "SELECT coalesce(jsonb_agg(to_jsonb(u) ORDER BY u.id), '[]') FROM users u",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let groups: Value = sqlx::query_scalar(
+        "SELECT coalesce(jsonb_agg(to_jsonb(g) ORDER BY g.user_id, g.group_name), '[]')
+           FROM user_groups g",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    (users, groups)
+}
+
+#[tokio::test]
+async fn a_rebuild_killed_halfway_leaves_the_live_tables_unchanged_and_a_rerun_succeeds() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let db = TestDb::new();
+    db.cli(&["migrate"]).await.assert_success();
+    let pool = db.pool().await;
+    load_events(&pool, 4_000).await;
+    let first = db.cli(&["projections", "rebuild"]).await;
+    first.assert_success();
+    assert!(
+        first.stdout.contains("40000 events, 4000 users"),
+        "{}",
+        first.output()
+    );
+    let before = read_model(&pool).await;
+    assert_eq!(before.0.as_array().unwrap().len(), 4_000);
+
+    // Again, killed with SIGKILL as soon as it reports progress.
+    let mut child = db
+        .command(&["projections", "rebuild"], &[])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start users-service");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let progress = tokio::time::timeout(COMMAND_TIMEOUT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.starts_with("rebuild: ") {
+                return line;
+            }
+        }
+        panic!("the rebuild ended without reporting progress");
+    })
+    .await
+    .expect("progress in time");
+    child.start_kill().unwrap();
+    let status = child.wait().await.unwrap();
+    assert!(!status.success(), "killed: {status:?}");
+    assert!(
+        !progress.contains("40000/40000"),
+        "killed before the end: {progress}"
+    );
+
+    assert_eq!(read_model(&pool).await, before, "live tables unchanged");
+    let rerun = db.cli(&["projections", "rebuild"]).await;
+    rerun.assert_success();
+    assert_eq!(read_model(&pool).await, before);
+    let verify = db.cli(&["projections", "verify"]).await;
+    verify.assert_success();
+    assert!(verify.stdout.contains("matches"), "{}", verify.output());
+}
+
+#[tokio::test]
+async fn verify_exits_1_and_names_each_difference() {
+    let db = TestDb::new();
+    db.cli(&["migrate"]).await.assert_success();
+    let pool = db.pool().await;
+    load_events(&pool, 10).await;
+    db.cli(&["projections", "rebuild"]).await.assert_success();
+    sqlx::query("UPDATE users SET first_name = 'Forged' WHERE id = 3")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let verify = db.cli(&["projections", "verify"]).await;
+    assert_eq!(verify.code, Some(1), "{}", verify.output());
+    assert!(
+        verify.stdout.contains("user 3: first_name is \"Forged\""),
+        "{}",
+        verify.output()
+    );
+}
+
+#[tokio::test]
+async fn audit_prints_a_user_s_history_from_the_event_store_even_with_no_read_model() {
+    let db = TestDb::new();
+    db.cli(&["migrate"]).await.assert_success();
+    let pool = db.pool().await;
+    load_events(&pool, 3).await;
+    // The read model is empty: the events were imported, never projected.
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+
+    let table = db.cli(&["audit", "2"]).await;
+    table.assert_success();
+    let lines: Vec<&str> = table.stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        11,
+        "a header and ten events: {}",
+        table.output()
+    );
+    assert!(lines[0].starts_with("TIME"));
+    assert!(lines[1].contains("Created") && lines[1].contains("password=\"[redacted]\""));
+    assert!(!table.stdout.contains("argon2"), "no hash printed");
+
+    let json = db.cli(&["audit", "2", "--json"]).await;
+    json.assert_success();
+    let entries: Vec<Value> = json
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(entries.len(), 10);
+    assert_eq!(
+        entries[1]["changes"],
+        serde_json::json!({"first_name": "F2"})
+    );
+    assert_eq!(entries[9]["sequence"], 10);
+
+    let missing = db.cli(&["audit", "99"]).await;
+    missing.assert_failure();
 }
