@@ -143,16 +143,13 @@ async fn update(
     let update = draft
         .complete()
         .ok_or_else(|| ApiError::internal("update body valid but incomplete"))?;
-    let requested = Changes::from(update.clone());
     let change = Change {
         caller: &caller,
         target: &target,
         request_id: &request_id,
         expected,
     };
-    change
-        .execute(&state, UserCommand::Update(update), requested)
-        .await
+    change.execute(&state, UserCommand::Update(update)).await
 }
 
 async fn patch(
@@ -167,16 +164,13 @@ async fn patch(
     let patch = crate::dto::read_patch(&mut fields);
     fields.finish()?;
     let patch = patch.ok_or_else(|| ApiError::internal("patch body valid but incomplete"))?;
-    let requested = Changes::from(patch.clone());
     let change = Change {
         caller: &caller,
         target: &target,
         request_id: &request_id,
         expected,
     };
-    change
-        .execute(&state, UserCommand::Patch(patch), requested)
-        .await
+    change.execute(&state, UserCommand::Patch(patch)).await
 }
 
 /// The common start of PUT and PATCH, in DRF's order: the target (404), the permission
@@ -258,12 +252,8 @@ struct Change<'a> {
 }
 
 impl Change<'_> {
-    async fn execute(
-        self,
-        state: &AppState,
-        command: UserCommand,
-        requested: Changes,
-    ) -> Result<Response, ApiError> {
+    async fn execute(self, state: &AppState, command: UserCommand) -> Result<Response, ApiError> {
+        let requested = command.changes().unwrap_or_default();
         let write = DecidedWrite {
             caller: self.caller,
             user_id: self.target.id,

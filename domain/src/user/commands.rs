@@ -60,6 +60,17 @@ pub struct UserPatch {
     pub is_active: Option<bool>,
 }
 
+impl UserCommand {
+    /// The fields a PUT or PATCH asks for; `None` for other commands.
+    pub fn changes(&self) -> Option<Changes> {
+        match self {
+            Self::Update(update) => Some(update.clone().into()),
+            Self::Patch(patch) => Some(patch.clone().into()),
+            _ => None,
+        }
+    }
+}
+
 /// The common shape of PUT and PATCH: every field a change that may or may not differ.
 #[derive(Debug, Clone, Default)]
 pub struct Changes {
