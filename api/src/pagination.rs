@@ -18,18 +18,11 @@ pub struct PageRequest {
 
 impl PageRequest {
     pub fn from_query(query: Option<&str>) -> Result<Self, ApiError> {
-        let params: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
-        let value = |name: &str| {
-            params
-                .iter()
-                .rev()
-                .find(|(key, _)| key == name)
-                .map(|(_, value)| value.as_str())
-        };
-        let page_size = value("page_size").map_or(DEFAULT_PAGE_SIZE, page_size);
-        let page = match value("page") {
+        let params = query_params(query);
+        let page_size = param(&params, "page_size").map_or(DEFAULT_PAGE_SIZE, |raw| {
+            clamped_positive(raw, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        });
+        let page = match param(&params, "page") {
             None => 1,
             Some(raw) => raw
                 .trim()
@@ -71,17 +64,34 @@ impl PageRequest {
     }
 }
 
-/// A positive integer (of any length) is clamped to the maximum; anything else is the default.
-fn page_size(raw: &str) -> i64 {
+/// The query string as (name, value) pairs, in order, decoded.
+pub fn query_params(query: Option<&str>) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// The last value given for `name`, as DRF's `QueryDict` reads it.
+pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .rev()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+}
+
+/// A size parameter: a positive integer (of any length) is clamped to `max`; anything else
+/// is `default`.
+pub fn clamped_positive(raw: &str, default: i64, max: i64) -> i64 {
     let digits = raw.trim().trim_start_matches('+');
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return DEFAULT_PAGE_SIZE;
+        return default;
     }
     match digits.parse::<i64>() {
-        Ok(0) => DEFAULT_PAGE_SIZE,
-        Ok(size) => size.min(MAX_PAGE_SIZE),
+        Ok(0) => default,
+        Ok(size) => size.min(max),
         // More digits than an i64 holds: a very large positive integer.
-        Err(_) => MAX_PAGE_SIZE,
+        Err(_) => max,
     }
 }
 
@@ -138,6 +148,8 @@ mod tests {
         assert_eq!(size("page_size=7"), 7);
         assert_eq!(size("page_size=99999999999999999999"), 1000);
         assert_eq!(size("page_size=000"), 50);
+        assert_eq!(clamped_positive("99999999999999999999", 100, 1000), 1000);
+        assert_eq!(clamped_positive("-5", 100, 1000), 100);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::pagination::{clamped_positive, param, query_params};
 use crate::policy;
 use crate::routes::route_both;
 use crate::routes::users::UserId;
@@ -50,10 +51,9 @@ async fn history_page(
             .filter(|after| *after >= 0)
             .ok_or_else(|| ApiError::field("after", "A valid integer is required."))?,
     };
-    let limit = param(&params, "limit")
-        .and_then(|raw| raw.trim().parse::<i64>().ok())
-        .filter(|limit| *limit > 0)
-        .map_or(DEFAULT_LIMIT, |limit| limit.min(MAX_LIMIT));
+    let limit = param(&params, "limit").map_or(DEFAULT_LIMIT, |raw| {
+        clamped_positive(raw, DEFAULT_LIMIT, MAX_LIMIT)
+    });
     let events = history::page(&state.pool, id, after, limit).await?;
     events.iter().map(entry).collect::<Result<_, _>>().map(Json)
 }
@@ -135,18 +135,4 @@ pub async fn user_as_of(
             .collect(),
         version,
     }))
-}
-
-fn query_params(query: Option<&str>) -> Vec<(String, String)> {
-    form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .into_owned()
-        .collect()
-}
-
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    params
-        .iter()
-        .rev()
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.as_str())
 }
