@@ -141,11 +141,12 @@ impl CommandBus {
         sqlx::query_scalar("SELECT nextval('user_ids')")
             .fetch_one(&self.pool)
             .await
-            .map_err(|e| match e {
-                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            .map_err(|e| {
+                if projections::is_unavailable(&e) {
                     CommandError::Unavailable(e.to_string())
+                } else {
+                    CommandError::Unexpected(e.to_string())
                 }
-                other => CommandError::Unexpected(other.to_string()),
             })
     }
 

@@ -252,17 +252,15 @@ fn violated_constraint(error: &sqlx::Error) -> Option<&str> {
         .and_then(PgDatabaseError::constraint)
 }
 
-/// Pool exhaustion and lost connections are the database being unavailable (a `503`), not
-/// a bug; everything else is unexpected.
 fn connection_error(error: sqlx::Error) -> PersistenceError {
     PersistenceError::ConnectionError(Box::new(error))
 }
 
+/// An unavailable database is a connection error (a `503`); anything else is unexpected.
 fn unknown_error(error: sqlx::Error) -> PersistenceError {
-    match error {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            connection_error(error)
-        }
-        other => PersistenceError::UnknownError(Box::new(other)),
+    if crate::is_unavailable(&error) {
+        connection_error(error)
+    } else {
+        PersistenceError::UnknownError(Box::new(error))
     }
 }

@@ -14,3 +14,12 @@ pub use event_store::{EmailTaken, UserEventRepository};
 
 /// The schema, embedded at compile time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// Pool exhaustion and lost connections: the database is unavailable (a `503` to callers),
+/// which is not a bug in the request.
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+    )
+}
