@@ -133,7 +133,7 @@ async fn update(
     UserId(id): UserId,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let (target, expected, body) = begin_change(&state, &caller, id, request).await?;
+    let (write, target, body) = begin_change(&state, &caller, &request_id, id, request).await?;
     let mut fields = Fields::new(&body);
     let draft = UpdateDraft::read(&mut fields);
     let groups = draft.groups.as_ref().and_then(Option::as_ref);
@@ -143,13 +143,7 @@ async fn update(
     let update = draft
         .complete()
         .ok_or_else(|| ApiError::internal("update body valid but incomplete"))?;
-    let change = Change {
-        caller: &caller,
-        target: &target,
-        request_id: &request_id,
-        expected,
-    };
-    change.execute(&state, UserCommand::Update(update)).await
+    write.change(&state, UserCommand::Update(update)).await
 }
 
 async fn patch(
@@ -159,33 +153,33 @@ async fn patch(
     UserId(id): UserId,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let (target, expected, body) = begin_change(&state, &caller, id, request).await?;
+    let (write, _, body) = begin_change(&state, &caller, &request_id, id, request).await?;
     let mut fields = Fields::new(&body);
     let patch = crate::dto::read_patch(&mut fields);
     fields.finish()?;
     let patch = patch.ok_or_else(|| ApiError::internal("patch body valid but incomplete"))?;
-    let change = Change {
-        caller: &caller,
-        target: &target,
-        request_id: &request_id,
-        expected,
-    };
-    change.execute(&state, UserCommand::Patch(patch)).await
+    write.change(&state, UserCommand::Patch(patch)).await
 }
 
 /// The common start of PUT and PATCH, in DRF's order: the target (404), the permission
 /// (403), the `If-Match` (412), then the body (415/413/400).
-async fn begin_change(
+async fn begin_change<'a>(
     state: &AppState,
-    caller: &Caller,
+    caller: &'a Caller,
+    request_id: &'a RequestId,
     id: i64,
     request: Request,
-) -> Result<(users::UserView, Option<i64>, Map<String, Value>), ApiError> {
+) -> Result<(DecidedWrite<'a>, users::UserView, Map<String, Value>), ApiError> {
     let target = find(state, id).await?;
     policy::can_begin_change(caller, &target)?;
-    let expected = if_match(request.headers(), target.version)?;
+    let write = DecidedWrite {
+        caller,
+        user_id: target.id,
+        request_id,
+        if_match: if_match(request.headers(), target.version)?,
+    };
     let JsonObject(body) = JsonObject::from_request(request, &()).await?;
-    Ok((target, expected, body))
+    Ok((write, target, body))
 }
 
 /// The fields a PUT or PATCH would really change on `target`.
@@ -243,31 +237,6 @@ fn changed_fields(requested: &Changes, target: &users::UserView) -> Vec<Field> {
     changed
 }
 
-/// A PUT or PATCH ready to run.
-struct Change<'a> {
-    caller: &'a Caller,
-    target: &'a users::UserView,
-    request_id: &'a RequestId,
-    expected: Option<i64>,
-}
-
-impl Change<'_> {
-    async fn execute(self, state: &AppState, command: UserCommand) -> Result<Response, ApiError> {
-        let requested = command.changes().unwrap_or_default();
-        let write = DecidedWrite {
-            caller: self.caller,
-            user_id: self.target.id,
-            request_id: self.request_id,
-            if_match: self.expected,
-        };
-        let authorize = |target: &users::UserView| {
-            policy::can_change(self.caller, target, &changed_fields(&requested, target))
-        };
-        let user = write.run(state, command, authorize).await?;
-        Ok(user_response(StatusCode::OK, user))
-    }
-}
-
 async fn destroy(
     State(state): State<AppState>,
     caller: Caller,
@@ -303,6 +272,17 @@ struct DecidedWrite<'a> {
 }
 
 impl DecidedWrite<'_> {
+    /// A PUT or PATCH, authorized on the fields it changes of the user as it then is.
+    async fn change(self, state: &AppState, command: UserCommand) -> Result<Response, ApiError> {
+        let requested = command.changes().unwrap_or_default();
+        let caller = self.caller;
+        let authorize = |target: &users::UserView| {
+            policy::can_change(caller, target, &changed_fields(&requested, target))
+        };
+        let user = self.run(state, command, authorize).await?;
+        Ok(user_response(StatusCode::OK, user))
+    }
+
     async fn run(
         self,
         state: &AppState,
