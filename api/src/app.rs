@@ -7,15 +7,16 @@ use std::time::Duration;
 use axum::http::Method;
 use axum::response::IntoResponse;
 use axum::Router;
+
 use domain::{Argon2Hasher, UserServices};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
-use tower_http::trace::TraceLayer;
 
 use crate::auth::TokenKeys;
 use crate::commands::CommandBus;
 use crate::config::LoginThrottle;
 use crate::error::ApiError;
+use crate::limits::LimitedListener;
 use crate::routes;
 use crate::state::AppState;
 
@@ -28,21 +29,46 @@ pub struct Settings {
     pub refresh_token_ttl: Duration,
     pub hash_concurrency: usize,
     pub login_throttle: LoginThrottle,
+    pub limits: Limits,
 }
 
-/// The production router: tests build exactly this.
-pub fn app(state: AppState) -> Router {
-    Router::new()
-        .merge(routes::users::router())
-        .merge(routes::history::router())
-        .merge(routes::auth::router())
-        .merge(routes::health::router())
+/// Limits on requests and connections (see [`crate::limits`] and the README).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// A request taking longer answers `503`.
+    pub request_timeout: Duration,
+    /// Open connections at most; more wait to be accepted.
+    pub max_connections: usize,
+    /// A connection with no traffic for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The production router: tests build exactly this. Layers, outermost first: request id,
+/// access log and metrics, request timeout, then the route.
+pub fn app(state: AppState, request_timeout: Duration) -> Router {
+    crate::observability::metrics(); // installed before the first request counts
+    routes::all()
+        .into_router()
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|method: Method| async move {
             ApiError::MethodNotAllowed(method.to_string()).into_response()
         })
         .with_state(state)
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(
+            request_timeout,
+            crate::limits::timeout_middleware,
+        ))
+        .layer(axum::middleware::from_fn(crate::observability::middleware))
         .layer(axum::middleware::from_fn(crate::request_id::middleware))
 }
 
@@ -61,23 +87,32 @@ pub fn state(settings: &Settings) -> AppState {
         )),
         hasher,
         login_throttle: settings.login_throttle,
+        idempotency_secret: settings.jwt_secret.clone().into(),
     }
 }
 
 pub struct Application {
-    listener: TcpListener,
+    listener: LimitedListener,
+    local_addr: SocketAddr,
     router: Router,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> std::io::Result<Self> {
         let listener = TcpListener::bind(settings.bind).await?;
-        let router = app(state(&settings));
-        Ok(Self { listener, router })
+        let local_addr = listener.local_addr()?;
+        let limits = settings.limits;
+        let listener = LimitedListener::new(listener, limits.max_connections, limits.idle_timeout);
+        let router = app(state(&settings), limits.request_timeout);
+        Ok(Self {
+            listener,
+            local_addr,
+            router,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        Ok(self.local_addr)
     }
 
     /// Serves until `shutdown` resolves, then finishes in-flight requests.
@@ -87,7 +122,7 @@ impl Application {
     ) -> std::io::Result<()> {
         let service = self
             .router
-            .into_make_service_with_connect_info::<SocketAddr>();
+            .into_make_service_with_connect_info::<crate::limits::PeerAddr>();
         axum::serve(self.listener, service)
             .with_graceful_shutdown(shutdown)
             .await

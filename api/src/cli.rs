@@ -8,7 +8,6 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use domain::{Argon2Hasher, UserCommand, UserServices};
 use std::sync::Arc;
-use tracing_subscriber::EnvFilter;
 
 use crate::app::{shutdown_signal, Application, Settings};
 use crate::bootstrap;
@@ -112,7 +111,7 @@ pub enum GroupsCommand {
 
 pub async fn run() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    crate::observability::init_logging(cli.config.log_format);
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&cli.config).await,
         Command::Migrate => migrate(&cli.config).await,
@@ -157,12 +156,6 @@ pub async fn run() -> ExitCode {
     }
 }
 
-fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
-}
-
 async fn serve(config: &Config) -> anyhow::Result<()> {
     let url = bootstrap::database_url(config).await?;
     let pool = bootstrap::connect_and_migrate(&url, config).await?;
@@ -175,15 +168,31 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
         refresh_token_ttl: Duration::from_secs(config.refresh_token_ttl_secs),
         hash_concurrency: config.hash_concurrency(),
         login_throttle: config.login_throttle(),
+        limits: config.limits(),
     };
     let application = Application::build(settings)
         .await
         .with_context(|| format!("cannot listen on {}", config.bind))?;
     bootstrap::ensure_first_superuser(&pool, &command_bus(&pool, config)).await?;
+    tokio::spawn(delete_expired_idempotency_keys(pool.clone()));
     tracing::info!(address = %application.local_addr()?, "users service listening");
     application.run_until(shutdown_signal()).await?;
     pool.close().await;
     Ok(())
+}
+
+/// Forgets idempotency keys past their 24 hours, hourly (expired keys are ignored anyway;
+/// this only keeps the table small).
+async fn delete_expired_idempotency_keys(pool: sqlx::PgPool) {
+    let mut every_hour = tokio::time::interval(Duration::from_secs(60 * 60));
+    loop {
+        every_hour.tick().await;
+        match projections::idempotency::delete_expired(&pool, crate::idempotency::TTL_SECS).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "expired idempotency keys deleted"),
+            Err(error) => tracing::warn!(%error, "could not delete expired idempotency keys"),
+        }
+    }
 }
 
 async fn migrate(config: &Config) -> anyhow::Result<()> {

@@ -184,17 +184,46 @@ impl CommandBus {
         if let Some(version) = expected_version {
             map.insert(EXPECTED_VERSION.to_owned(), version.to_string());
         }
+        let kind = command.kind();
+        let result = self
+            .decide(user_id, &aggregate_id, command, &map, expected_version)
+            .await;
+        crate::observability::command_outcome(
+            kind,
+            match &result {
+                Ok(()) => "ok",
+                Err(CommandError::Conflict) => "conflict",
+                Err(CommandError::Stale) => "stale",
+                Err(CommandError::Domain(_) | CommandError::EmailTaken) => "rejected",
+                Err(_) => "error",
+            },
+        );
+        result
+    }
+
+    /// Decides and persists, re-deciding after a lost race up to `MAX_ATTEMPTS` times.
+    async fn decide(
+        &self,
+        user_id: i64,
+        aggregate_id: &str,
+        command: UserCommand,
+        map: &HashMap<String, String>,
+        expected_version: Option<i64>,
+    ) -> Result<(), CommandError> {
+        let kind = command.kind();
         for attempt in 1..=MAX_ATTEMPTS {
             match self
                 .cqrs
-                .execute_with_metadata(&aggregate_id, command.clone(), map.clone())
+                .execute_with_metadata(aggregate_id, command.clone(), map.clone())
                 .await
             {
                 Ok(()) => return Ok(()),
                 Err(AggregateError::AggregateConflict) if expected_version.is_some() => {
+                    crate::observability::command_conflict(kind);
                     return Err(CommandError::Stale);
                 }
                 Err(AggregateError::AggregateConflict) => {
+                    crate::observability::command_conflict(kind);
                     tracing::debug!(user_id, attempt, "concurrent write; deciding again");
                     // Spread the losers out so they do not collide again in lockstep.
                     let jitter = rand::random::<u64>() % (2 << attempt);

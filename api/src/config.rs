@@ -3,6 +3,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::app::Limits;
+use crate::observability::LogFormat;
 
 /// The database URL used when `DATABASE_URL` is not set.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/users_service";
@@ -63,12 +67,36 @@ pub struct Config {
     #[arg(long, env = "USERS_LOGIN_FAILURE_WINDOW_SECS", default_value_t = 900)]
     pub login_failure_window_secs: i64,
 
+    /// Log lines as human-readable text or one JSON object per line.
+    #[arg(long, env = "USERS_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// A request taking longer than this answers `503`, in seconds.
+    #[arg(long, env = "USERS_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+
+    /// Open client connections at most; further clients wait to be accepted.
+    #[arg(long, env = "USERS_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+
+    /// A client connection with no traffic for this long is closed, in seconds.
+    #[arg(long, env = "USERS_CONNECTION_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    pub connection_idle_timeout_secs: u64,
+
     /// Password hashes computed at once (each takes one core for tens of ms). 0: one per core.
     #[arg(long, env = "USERS_HASH_CONCURRENCY", default_value_t = 0)]
     pub hash_concurrency: usize,
 }
 
 impl Config {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
+            max_connections: self.max_connections.max(1),
+            idle_timeout: Duration::from_secs(self.connection_idle_timeout_secs.max(1)),
+        }
+    }
+
     pub fn login_throttle(&self) -> LoginThrottle {
         LoginThrottle {
             max_failures_per_email: self.login_max_failures_per_email,

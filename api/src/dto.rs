@@ -7,12 +7,14 @@ use projections::groups::GroupView;
 use projections::users::UserView;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use crate::body::Fields;
 use crate::error::ApiError;
 
 /// The user object of the contract (§2): exactly these keys.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = User)]
 pub struct UserResponse {
     pub id: i64,
     pub email: String,
@@ -24,17 +26,22 @@ pub struct UserResponse {
     pub is_active: bool,
     pub is_email_verified: bool,
     pub is_superuser: bool,
+    /// RFC 3339 in UTC with microseconds, e.g. `2024-01-15T09:30:00.123456Z`.
+    #[schema(format = DateTime)]
     pub created: String,
+    /// The user's groups in name order, each with its permissions in codename order.
     pub groups: Vec<GroupResponse>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Group)]
 pub struct GroupResponse {
     pub name: String,
     pub permissions: Vec<PermissionResponse>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Permission)]
 pub struct PermissionResponse {
     pub codename: String,
     pub name: String,
@@ -80,10 +87,16 @@ impl From<GroupView> for GroupResponse {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// One page of users, `id` ascending.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = UserPage)]
 pub struct PageResponse {
+    /// All users in the caller's scope.
     pub count: i64,
+    /// Absolute URL of the next page, keeping the other query parameters.
+    #[schema(format = "uri")]
     pub next: Option<String>,
+    #[schema(format = "uri")]
     pub previous: Option<String>,
     pub results: Vec<UserResponse>,
 }

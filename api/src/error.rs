@@ -45,6 +45,12 @@ pub enum ApiError {
     Throttled { retry_after_secs: i64 },
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    #[error("request timed out")]
+    Timeout,
+    #[error("idempotency key reused with another body")]
+    IdempotencyMismatch,
+    #[error("idempotency key in use")]
+    IdempotencyInProgress,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -155,6 +161,25 @@ impl IntoResponse for ApiError {
                     StatusCode::SERVICE_UNAVAILABLE,
                     "service_unavailable",
                     "Service temporarily unavailable, try again later.".to_owned(),
+                )
+            }
+            Self::IdempotencyMismatch => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "This Idempotency-Key was used with a different request body.".to_owned(),
+            ),
+            Self::IdempotencyInProgress => (
+                StatusCode::CONFLICT,
+                "idempotency_key_in_use",
+                "A request with this Idempotency-Key is still being processed; retry later."
+                    .to_owned(),
+            ),
+            Self::Timeout => {
+                tracing::warn!("request timed out");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "timeout",
+                    "The request took too long; try again later.".to_owned(),
                 )
             }
             Self::Internal(cause) => {

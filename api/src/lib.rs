@@ -10,10 +10,14 @@ pub mod commands;
 pub mod config;
 pub mod dto;
 pub mod error;
+pub mod idempotency;
+pub mod limits;
+pub mod observability;
+pub mod openapi;
 pub mod pagination;
 pub mod policy;
 pub mod request_id;
 pub mod routes;
 pub mod state;
 
-pub use app::{app, Application, Settings};
+pub use app::{app, Application, Limits, Settings};

@@ -15,4 +15,6 @@ pub struct AppState {
     pub tokens: Arc<TokenKeys>,
     pub hasher: Argon2Hasher,
     pub login_throttle: LoginThrottle,
+    /// Key of the idempotency fingerprints (derived from the JWT secret).
+    pub idempotency_secret: Arc<[u8]>,
 }

@@ -5,6 +5,7 @@
 pub mod event_store;
 pub mod groups;
 pub mod history;
+pub mod idempotency;
 pub mod login_throttle;
 pub mod projector;
 pub mod rebuild;

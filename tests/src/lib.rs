@@ -7,7 +7,7 @@ use api::auth::{TokenKeys, TokenType};
 use api::bootstrap;
 use api::commands::{CommandBus, Metadata, Source};
 use api::config::LoginThrottle;
-use api::{Application, Settings};
+use api::{Application, Limits, Settings};
 use domain::{
     Argon2Hasher, Email, Name, NewUser, OrganisationId, Password, UserCommand, UserServices,
 };
@@ -62,6 +62,16 @@ impl TestApp {
 
     /// An app with its own limits on failed logins.
     pub async fn spawn_with_throttle(login_throttle: LoginThrottle) -> Self {
+        Self::spawn_with(login_throttle, Limits::default(), true).await
+    }
+
+    /// An app with its own request and connection limits. Its superuser token is signed
+    /// directly (a login could exceed a tiny request timeout).
+    pub async fn spawn_with_limits(limits: Limits) -> Self {
+        Self::spawn_with(LoginThrottle::default(), limits, false).await
+    }
+
+    async fn spawn_with(login_throttle: LoginThrottle, limits: Limits, login: bool) -> Self {
         let db_name = format!("users_test_{}", uuid::Uuid::new_v4().simple());
         let mut admin = PgConnection::connect(&format!("{}/postgres", server_url()))
             .await
@@ -99,6 +109,7 @@ impl TestApp {
             refresh_token_ttl: Duration::from_secs(86_400),
             hash_concurrency: 2,
             login_throttle,
+            limits,
         })
         .await
         .expect("bind");
@@ -117,7 +128,11 @@ impl TestApp {
             commands,
             fixtures,
         };
-        app.superuser_token = app.login(SUPERUSER_EMAIL, SUPERUSER_PASSWORD).await;
+        app.superuser_token = if login {
+            app.login(SUPERUSER_EMAIL, SUPERUSER_PASSWORD).await
+        } else {
+            app.token_for(app.superuser_id)
+        };
         app
     }
 

@@ -1,9 +1,8 @@
 //! `/api/v1/auth`: login and refresh (simplejwt shapes).
 
 use axum::extract::State;
-use axum::routing::post;
-use axum::{Json, Router};
-use std::net::SocketAddr;
+use axum::http::Method;
+use axum::Json;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
@@ -14,19 +13,39 @@ use serde_json::{json, Value};
 use crate::auth::TokenType;
 use crate::body::{Fields, JsonObject};
 use crate::error::ApiError;
-use crate::routes::route_both;
+use crate::openapi::{
+    ErrorBody, LoginRequest, LoginResponse, RefreshRequest, RefreshResponse, ValidationErrors,
+};
+use crate::routes::Routes;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    let router = route_both(Router::new(), "/api/v1/auth/login", post(login));
-    route_both(router, "/api/v1/auth/refresh", post(refresh))
+pub fn routes(routes: Routes) -> Routes {
+    routes.add(Method::POST, "/api/v1/auth/login", login).add(
+        Method::POST,
+        "/api/v1/auth/refresh",
+        refresh,
+    )
 }
 
 /// Unknown email, wrong password and inactive user get the same answer after the same work:
 /// a password check always runs (against a dummy hash when there is no account) and a
 /// failure is recorded. Too many recent failures for the email or the client address
 /// answer `429` without checking anything.
-async fn login(
+#[utoipa::path(
+    post, path = "/api/v1/auth/login", tag = "auth",
+    request_body(content = LoginRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Access and refresh tokens.", body = LoginResponse),
+        (status = 400, description = "A field missing or not a string, or malformed JSON.", body = ValidationErrors),
+        (status = 401, description = "No active account found with the given credentials.", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB.", body = ErrorBody),
+        (status = 415, description = "Not `application/json`.", body = ErrorBody),
+        (status = 429, description = "Too many failed logins; see `Retry-After`.", body = ErrorBody,
+            headers(("Retry-After" = i64, description = "Seconds."))),
+        (status = 503, description = "The database is unavailable.", body = ErrorBody),
+    )
+)]
+pub(crate) async fn login(
     State(state): State<AppState>,
     client: ClientAddress,
     JsonObject(body): JsonObject,
@@ -43,6 +62,7 @@ async fn login(
         if let Some(retry_after_secs) =
             login_throttle::retry_after(&state.pool, key, limit, limits.window_secs).await?
         {
+            crate::observability::login_throttled();
             return Err(ApiError::Throttled { retry_after_secs });
         }
     }
@@ -51,6 +71,7 @@ async fn login(
     let matched = state.hasher.verify(&password, stored_hash).await;
     let Some(account) = account.filter(|account| matched && account.is_active) else {
         let keys = [email_key, client_key];
+        crate::observability::login_failure();
         login_throttle::record_failure(&state.pool, &keys, limits.window_secs).await?;
         return Err(ApiError::LoginFailed);
     };
@@ -66,7 +87,7 @@ async fn login(
 
 /// The client's IP address as the socket sees it ("unknown" without connection info).
 /// Proxies' forwarding headers are not trusted.
-struct ClientAddress(String);
+pub(crate) struct ClientAddress(String);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
     type Rejection = std::convert::Infallible;
@@ -75,13 +96,26 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
         Ok(Self(
             parts
                 .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map_or_else(|| "unknown".to_owned(), |info| info.0.ip().to_string()),
+                .get::<ConnectInfo<crate::limits::PeerAddr>>()
+                .map_or_else(|| "unknown".to_owned(), |info| info.0 .0.ip().to_string()),
         ))
     }
 }
 
-async fn refresh(
+/// A new access token for a refresh token of an active user.
+#[utoipa::path(
+    post, path = "/api/v1/auth/refresh", tag = "auth",
+    request_body(content = RefreshRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "A new access token.", body = RefreshResponse),
+        (status = 400, description = "`refresh` missing or not a string, or malformed JSON.", body = ValidationErrors),
+        (status = 401, description = "Not a valid refresh token of an active user.", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB.", body = ErrorBody),
+        (status = 415, description = "Not `application/json`.", body = ErrorBody),
+        (status = 503, description = "The database is unavailable.", body = ErrorBody),
+    )
+)]
+pub(crate) async fn refresh(
     State(state): State<AppState>,
     JsonObject(body): JsonObject,
 ) -> Result<Json<Value>, ApiError> {

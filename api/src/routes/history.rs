@@ -1,8 +1,8 @@
 //! The audit history of a user and time travel, both read from the event store.
 
 use axum::extract::{RawQuery, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::http::Method;
+use axum::Json;
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use domain::User;
@@ -13,25 +13,38 @@ use serde_json::{json, Value};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::openapi::{ErrorBody, HistoryEntry, ValidationErrors};
 use crate::pagination::{clamped_positive, param, query_params};
 use crate::policy;
-use crate::routes::route_both;
 use crate::routes::users::UserId;
+use crate::routes::Routes;
 use crate::state::AppState;
 
 pub const DEFAULT_LIMIT: i64 = 100;
 pub const MAX_LIMIT: i64 = 1000;
 
-pub fn router() -> Router<AppState> {
-    route_both(
-        Router::new(),
-        "/api/v1/users/{id}/history",
-        get(history_page),
-    )
+pub fn routes(routes: Routes) -> Routes {
+    routes.add(Method::GET, "/api/v1/users/{id}/history", history_page)
 }
 
-/// `GET /api/v1/users/:id/history?after=&limit=`: oldest first, `after` exclusive.
-async fn history_page(
+/// The user's audit history, oldest first, `after` exclusive.
+#[utoipa::path(
+    get, path = "/api/v1/users/{id}/history", tag = "users", security(("bearer" = [])),
+    params(
+        ("id" = i64, Path, minimum = 1, description = "The user's id."),
+        ("after" = Option<i64>, Query, minimum = 0, description = "Events after this sequence (default 0)."),
+        ("limit" = Option<i64>, Query, minimum = 1, description = "At most this many (default 100, max 1000)."),
+    ),
+    responses(
+        (status = 200, description = "The events.", body = Vec<HistoryEntry>),
+        (status = 400, description = "`after` is not a non-negative integer.", body = ValidationErrors),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 403, description = "In scope, but not allowed.", body = ErrorBody),
+        (status = 404, description = "No such user in the caller's scope.", body = ErrorBody),
+        (status = 503, description = "The database is unavailable.", body = ErrorBody),
+    )
+)]
+pub(crate) async fn history_page(
     State(state): State<AppState>,
     caller: Caller,
     UserId(id): UserId,

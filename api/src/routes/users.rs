@@ -5,11 +5,12 @@ use std::collections::BTreeSet;
 
 use axum::extract::{FromRequest, FromRequestParts, Path, RawQuery, Request, State};
 use axum::http::request::Parts;
+use axum::http::Method;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use domain::{Changes, Email, OrganisationId, UserCommand};
+use projections::idempotency::Claim;
 use projections::{groups, users};
 use serde_json::{Map, Value};
 
@@ -18,22 +19,42 @@ use crate::body::{Fields, JsonObject};
 use crate::commands::{CommandError, Metadata, Source, MAX_ATTEMPTS};
 use crate::dto::{CreateDraft, PageResponse, UpdateDraft, UserResponse};
 use crate::error::ApiError;
+use crate::idempotency;
+use crate::openapi::{
+    CreateUserRequest, ErrorBody, PatchUserRequest, UpdateUserRequest, ValidationErrors,
+};
 use crate::pagination::{PageRequest, PageUrls};
 use crate::policy::{self, Field};
 use crate::request_id::RequestId;
-use crate::routes::{history, route_both};
+use crate::routes::{history, Routes};
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    let router = route_both(Router::new(), "/api/v1/users", get(list).post(create));
-    route_both(
-        router,
-        "/api/v1/users/{id}",
-        get(retrieve).put(update).patch(patch).delete(destroy),
-    )
+pub fn routes(routes: Routes) -> Routes {
+    routes
+        .add(Method::GET, "/api/v1/users", list)
+        .add(Method::POST, "/api/v1/users", create)
+        .add(Method::GET, "/api/v1/users/{id}", retrieve)
+        .add(Method::PUT, "/api/v1/users/{id}", update)
+        .add(Method::PATCH, "/api/v1/users/{id}", patch)
+        .add(Method::DELETE, "/api/v1/users/{id}", destroy)
 }
 
-async fn list(
+/// Users in the caller's scope, `id` ascending.
+#[utoipa::path(
+    get, path = "/api/v1/users", tag = "users", security(("bearer" = [])),
+    params(
+        ("page" = Option<i64>, Query, minimum = 1, description = "1-based page number (default 1)."),
+        ("page_size" = Option<i64>, Query, minimum = 1,
+            description = "Users per page (default 50, larger than 1000 is clamped)."),
+    ),
+    responses(
+        (status = 200, description = "One page of users.", body = PageResponse),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 404, description = "`Invalid page.`: past the last page.", body = ErrorBody),
+        (status = 503, description = "The database is unavailable.", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
     RawQuery(query): RawQuery,
@@ -59,7 +80,24 @@ async fn list(
 
 /// The user now, or with `?as_of=<RFC 3339>` as they were then (folded from the events;
 /// `404` if they did not exist yet). Scope and permission are judged on the user as now.
-async fn retrieve(
+#[utoipa::path(
+    get, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])),
+    params(
+        ("id" = i64, Path, minimum = 1, description = "The user's id."),
+        ("as_of" = Option<String>, Query, format = DateTime,
+            description = "Time travel: the user as the events recorded up to this time make them."),
+    ),
+    responses(
+        (status = 200, description = "The user.", body = UserResponse,
+            headers(("ETag" = String, description = "The user's version, e.g. `\"3\"`."))),
+        (status = 400, description = "`as_of` is not an RFC 3339 date-time.", body = ValidationErrors),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 403, description = "In scope, but not allowed.", body = ErrorBody),
+        (status = 404, description = "No such user in the caller's scope.", body = ErrorBody),
+        (status = 503, description = "The database is unavailable.", body = ErrorBody),
+    )
+)]
+pub(crate) async fn retrieve(
     State(state): State<AppState>,
     caller: Caller,
     UserId(id): UserId,
@@ -77,18 +115,111 @@ async fn retrieve(
     Ok(user_response(StatusCode::OK, then))
 }
 
-async fn create(
+/// Creates a user (`201`, `Location: /api/v1/users/{id}`).
+#[utoipa::path(
+    post, path = "/api/v1/users", tag = "users", security(("bearer" = [])),
+    params(
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "Retries with the same key and body answer the first response \
+                without creating again (kept 24 h); the same key with another body is `422`."),
+    ),
+    request_body(content = CreateUserRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created.", body = UserResponse,
+            headers(("Location" = String), ("ETag" = String))),
+        (status = 400, description = "Invalid fields, all at once, or malformed JSON.", body = ValidationErrors),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 403, description = "Not allowed to create (here).", body = ErrorBody),
+        (status = 409, description = "A request with this Idempotency-Key is still running.", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB.", body = ErrorBody),
+        (status = 415, description = "Not `application/json`.", body = ErrorBody),
+        (status = 422, description = "Idempotency-Key reused with another body.", body = ErrorBody),
+        (status = 503, description = "The database is unavailable.", body = ErrorBody),
+    )
+)]
+pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
     Extension(request_id): Extension<RequestId>,
     request: Request,
 ) -> Result<Response, ApiError> {
     policy::can_begin_create(&caller)?;
+    let key = idempotency::key(request.headers())?;
     let JsonObject(body) = JsonObject::from_request(request, &()).await?;
-    let mut fields = Fields::new(&body);
+    let Some(key) = key else {
+        let user = create_user(&state, &caller, &request_id, &body, None).await?;
+        return Ok(created_response(user));
+    };
+    let fingerprint = idempotency::fingerprint(&state.idempotency_secret, &body);
+    let new_id = state.commands.next_user_id().await?;
+    let claim = projections::idempotency::claim(
+        &state.pool,
+        caller.id(),
+        &key,
+        &fingerprint,
+        new_id,
+        idempotency::TTL_SECS,
+        idempotency::ABANDON_SECS,
+    )
+    .await?;
+    let (user_id, response, version) = match claim {
+        Claim::Mismatch => return Err(ApiError::IdempotencyMismatch),
+        Claim::Run { user_id } => {
+            let result = create_user(&state, &caller, &request_id, &body, Some(user_id)).await;
+            let Ok(user) = result else {
+                projections::idempotency::release(&state.pool, caller.id(), &key).await?;
+                return result.map(created_response);
+            };
+            let version = user.version;
+            let json =
+                serde_json::to_value(UserResponse::from(user)).map_err(ApiError::internal)?;
+            projections::idempotency::complete(&state.pool, caller.id(), &key, &json, version)
+                .await?;
+            (user_id, json, version)
+        }
+        Claim::Replay {
+            user_id,
+            response: Some(response),
+            version,
+        } => (user_id, response, version.unwrap_or(1)),
+        // Created, but the first request has not recorded its answer (yet, or ever: its
+        // process died after the commit): answer from the read model.
+        Claim::Replay { user_id, .. } | Claim::InProgress { user_id } => {
+            let user = users::find(&state.pool, user_id)
+                .await?
+                .ok_or(ApiError::IdempotencyInProgress)?;
+            let version = user.version;
+            (
+                user_id,
+                serde_json::to_value(UserResponse::from(user)).map_err(ApiError::internal)?,
+                version,
+            )
+        }
+    };
+    let mut response = (StatusCode::CREATED, Json(response)).into_response();
+    let headers = response.headers_mut();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/users/{user_id}")) {
+        headers.insert(header::LOCATION, location);
+    }
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        headers.insert(header::ETAG, etag);
+    }
+    Ok(response)
+}
+
+/// Validates a create body against the database, authorizes it and creates the user, with
+/// the id given or a new one.
+async fn create_user(
+    state: &AppState,
+    caller: &Caller,
+    request_id: &RequestId,
+    body: &Map<String, Value>,
+    id: Option<i64>,
+) -> Result<users::UserView, ApiError> {
+    let mut fields = Fields::new(body);
     let draft = CreateDraft::read(&mut fields);
     check_database(
-        &state,
+        state,
         &mut fields,
         draft.email.as_ref(),
         None,
@@ -105,28 +236,58 @@ async fn create(
             .and_then(|id| OrganisationId::parse(id).ok());
     }
     let organisation_id = new_user.organisation_id.map(OrganisationId::get);
-    policy::can_create(&caller, organisation_id, &new_user.groups)?;
-    let id = state.commands.next_user_id().await?;
+    policy::can_create(caller, organisation_id, &new_user.groups)?;
+    let id = match id {
+        Some(id) => id,
+        None => state.commands.next_user_id().await?,
+    };
     state
         .commands
         .execute(
             id,
             UserCommand::Create(new_user),
-            &metadata(&caller, &request_id),
+            &metadata(caller, request_id),
             None,
         )
         .await?;
-    let user = users::find(&state.pool, id)
+    users::find(&state.pool, id)
         .await?
-        .ok_or_else(|| ApiError::internal("created user missing from the read model"))?;
+        .ok_or_else(|| ApiError::internal("created user missing from the read model"))
+}
+
+/// `201` with the user, `ETag` and `Location`.
+fn created_response(user: users::UserView) -> Response {
+    let id = user.id;
     let mut response = user_response(StatusCode::CREATED, user);
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/users/{id}")) {
         response.headers_mut().insert(header::LOCATION, location);
     }
-    Ok(response)
+    response
 }
 
-async fn update(
+/// Full update: required fields must be present; omitted optional fields stay.
+#[utoipa::path(
+    put, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])),
+    params(
+        ("id" = i64, Path, minimum = 1, description = "The user's id."),
+        ("If-Match" = Option<String>, Header, description = "The version from `ETag`: stale → `412`."),
+    ),
+    request_body(content = UpdateUserRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The updated user.", body = UserResponse,
+            headers(("ETag" = String))),
+        (status = 400, description = "Invalid fields, all at once, or malformed JSON.", body = ValidationErrors),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 403, description = "In scope, but not allowed.", body = ErrorBody),
+        (status = 404, description = "No such user in the caller's scope.", body = ErrorBody),
+        (status = 409, description = "Lost to concurrent writes too many times; retry.", body = ErrorBody),
+        (status = 412, description = "`If-Match` is stale.", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB.", body = ErrorBody),
+        (status = 415, description = "Not `application/json`.", body = ErrorBody),
+        (status = 503, description = "The database is unavailable.", body = ErrorBody),
+    )
+)]
+pub(crate) async fn update(
     State(state): State<AppState>,
     caller: Caller,
     Extension(request_id): Extension<RequestId>,
@@ -146,7 +307,29 @@ async fn update(
     write.change(&state, UserCommand::Update(update)).await
 }
 
-async fn patch(
+/// Partial update.
+#[utoipa::path(
+    patch, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])),
+    params(
+        ("id" = i64, Path, minimum = 1, description = "The user's id."),
+        ("If-Match" = Option<String>, Header, description = "The version from `ETag`: stale → `412`."),
+    ),
+    request_body(content = PatchUserRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The updated user.", body = UserResponse,
+            headers(("ETag" = String))),
+        (status = 400, description = "Invalid fields, all at once, or malformed JSON.", body = ValidationErrors),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 403, description = "In scope, but not allowed.", body = ErrorBody),
+        (status = 404, description = "No such user in the caller's scope.", body = ErrorBody),
+        (status = 409, description = "Lost to concurrent writes too many times; retry.", body = ErrorBody),
+        (status = 412, description = "`If-Match` is stale.", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB.", body = ErrorBody),
+        (status = 415, description = "Not `application/json`.", body = ErrorBody),
+        (status = 503, description = "The database is unavailable.", body = ErrorBody),
+    )
+)]
+pub(crate) async fn patch(
     State(state): State<AppState>,
     caller: Caller,
     Extension(request_id): Extension<RequestId>,
@@ -237,7 +420,24 @@ fn changed_fields(requested: &Changes, target: &users::UserView) -> Vec<Field> {
     changed
 }
 
-async fn destroy(
+/// Deactivates the user (nothing is erased); again on an inactive user records nothing.
+#[utoipa::path(
+    delete, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])),
+    params(
+        ("id" = i64, Path, minimum = 1, description = "The user's id."),
+        ("If-Match" = Option<String>, Header, description = "The version from `ETag`: stale → `412`."),
+    ),
+    responses(
+        (status = 204, description = "Deactivated."),
+        (status = 401, description = "No valid access token.", body = ErrorBody),
+        (status = 403, description = "In scope, but not allowed (or oneself).", body = ErrorBody),
+        (status = 404, description = "No such user in the caller's scope.", body = ErrorBody),
+        (status = 409, description = "Lost to concurrent writes too many times; retry.", body = ErrorBody),
+        (status = 412, description = "`If-Match` is stale.", body = ErrorBody),
+        (status = 503, description = "The database is unavailable.", body = ErrorBody),
+    )
+)]
+pub(crate) async fn destroy(
     State(state): State<AppState>,
     caller: Caller,
     Extension(request_id): Extension<RequestId>,

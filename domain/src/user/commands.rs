@@ -61,6 +61,20 @@ pub struct UserPatch {
 }
 
 impl UserCommand {
+    /// The command's name, for metrics and logs (never its values).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Create(_) => "Create",
+            Self::Update(_) => "Update",
+            Self::Patch(_) => "Patch",
+            Self::Deactivate => "Deactivate",
+            Self::Reactivate => "Reactivate",
+            Self::SetFlags { .. } => "SetFlags",
+            Self::JoinGroup(_) => "JoinGroup",
+            Self::LeaveGroup(_) => "LeaveGroup",
+        }
+    }
+
     /// The fields a PUT or PATCH asks for; `None` for other commands.
     pub fn changes(&self) -> Option<Changes> {
         match self {

@@ -1,0 +1,163 @@
+//! Logs and metrics: one access-log line per request (request id, method, route, status,
+//! latency), text or JSON (`USERS_LOG_FORMAT`), and Prometheus metrics for `/metrics`.
+//!
+//! Metric names (all labels are bounded: routes are the router's templates, never raw
+//! paths):
+//! - `http_requests_total{method,route,status}` and
+//!   `http_request_duration_seconds{method,route,status}` (histogram);
+//! - `commands_total{command,outcome}` (`ok`, `conflict`, `stale`, `rejected`, `error`) and
+//!   `command_conflicts_total{command}` (every lost race, also those re-decided successfully);
+//! - `db_pool_connections{state}` (`in_use`, `idle`, `max`), read at scrape time;
+//! - `login_failures_total`, `login_throttled_total`.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::EnvFilter;
+
+use crate::request_id::RequestId;
+
+/// Latency buckets in seconds: from a cached read to a slow password hash.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, with the request's span fields.
+    Json,
+}
+
+/// Installs the log subscriber once (later calls do nothing), writing to stderr. The filter
+/// comes from `RUST_LOG`, by default `info` for the service and `warn` for sqlx.
+pub fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    install_logging(format, filter, ansi, std::io::stderr);
+}
+
+/// Installs the global log subscriber writing to `writer`; `false` if one was installed
+/// already.
+pub fn install_logging<W>(format: LogFormat, filter: EnvFilter, ansi: bool, writer: W) -> bool
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(writer);
+    match format {
+        LogFormat::Text => builder.try_init().is_ok(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .flatten_event(true)
+            .try_init()
+            .is_ok(),
+    }
+}
+
+/// The process-wide Prometheus recorder, installed on first use. Every application in the
+/// process (tests run several) reports into it.
+pub fn metrics() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(LATENCY_BUCKETS)
+            .expect("latency buckets are not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Fails only if another recorder is installed; then nothing is recorded here.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// The route label of a request: the matched template without the trailing-slash twin's
+/// slash, or `unmatched` (a raw path would make the label set unbounded).
+fn route_label(request: &Request) -> String {
+    request.extensions().get::<MatchedPath>().map_or_else(
+        || "unmatched".to_owned(),
+        |path| {
+            let path = path.as_str();
+            path.strip_suffix('/')
+                .filter(|p| !p.is_empty())
+                .unwrap_or(path)
+                .to_owned()
+        },
+    )
+}
+
+/// Logs and counts every request. Runs inside the request-id middleware.
+pub async fn middleware(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = route_label(&request);
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .map(|id| id.0.clone())
+        .unwrap_or_default();
+    let response = next.run(request).await;
+    let latency = started.elapsed();
+    let status = response.status().as_u16();
+    let labels = [
+        ("method", method.clone()),
+        ("route", route.clone()),
+        ("status", status.to_string()),
+    ];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels).record(latency.as_secs_f64());
+    tracing::info!(
+        target: "access",
+        request_id,
+        method,
+        route,
+        status,
+        latency_ms = latency.as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
+
+/// Counts a command's outcome.
+pub fn command_outcome(command: &'static str, outcome: &'static str) {
+    metrics::counter!("commands_total", "command" => command, "outcome" => outcome).increment(1);
+}
+
+/// Counts a lost race for one command.
+pub fn command_conflict(command: &'static str) {
+    metrics::counter!("command_conflicts_total", "command" => command).increment(1);
+}
+
+pub fn login_failure() {
+    metrics::counter!("login_failures_total").increment(1);
+}
+
+pub fn login_throttled() {
+    metrics::counter!("login_throttled_total").increment(1);
+}
+
+/// The text exposition, with the pool gauges read now.
+pub fn render(pool: &sqlx::PgPool) -> String {
+    let size = pool.size();
+    let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
+    metrics::gauge!("db_pool_connections", "state" => "in_use")
+        .set(f64::from(size.saturating_sub(idle)));
+    metrics::gauge!("db_pool_connections", "state" => "idle").set(f64::from(idle));
+    metrics::gauge!("db_pool_connections", "state" => "max")
+        .set(f64::from(pool.options().get_max_connections()));
+    let handle = metrics();
+    handle.run_upkeep();
+    handle.render()
+}
