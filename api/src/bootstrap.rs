@@ -52,9 +52,13 @@ pub async fn connect_and_migrate(url: &str, config: &Config) -> anyhow::Result<P
         .context("cannot reach PostgreSQL")?
     {
         tracing::info!("creating the database");
-        Postgres::create_database(url)
-            .await
-            .context("cannot create the database")?;
+        if let Err(error) = Postgres::create_database(url).await {
+            // Another instance starting at the same moment may have created it: PostgreSQL
+            // fails the losing CREATE DATABASE only after the winner committed.
+            if !Postgres::database_exists(url).await.unwrap_or(false) {
+                return Err(error).context("cannot create the database");
+            }
+        }
     }
     let pool = PgPoolOptions::new()
         .max_connections(config.db_max_connections)

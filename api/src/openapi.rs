@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
@@ -54,6 +55,7 @@ use crate::routes::{auth, docs, health, history, users};
         HistoryEntry,
         ErrorBody,
         ValidationErrors,
+        BadRequest,
         Status,
     )),
     modifiers(&BearerAuth),
@@ -89,7 +91,7 @@ impl Modify for BearerAuth {
 }
 
 /// Every error but validation: a human message and a stable machine code.
-#[derive(ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct ErrorBody {
     /// e.g. `Not found.`
     detail: String,
@@ -99,9 +101,17 @@ pub struct ErrorBody {
 
 /// Validation errors: messages per field; errors of no single field under
 /// `non_field_errors`.
-#[derive(ToSchema)]
+#[derive(Serialize, ToSchema)]
 #[schema(example = json!({"email": ["A user with this email already exists."]}))]
 pub struct ValidationErrors(BTreeMap<String, Vec<String>>);
+
+/// A `400`: validation errors per field, or (for a body that is not JSON) a parse error.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum BadRequest {
+    Validation(ValidationErrors),
+    Parse(ErrorBody),
+}
 
 /// `POST /api/v1/users`. `is_*` fields are ignored.
 #[derive(ToSchema)]

@@ -14,7 +14,7 @@ use crate::auth::TokenType;
 use crate::body::{Fields, JsonObject};
 use crate::error::ApiError;
 use crate::openapi::{
-    ErrorBody, LoginRequest, LoginResponse, RefreshRequest, RefreshResponse, ValidationErrors,
+    BadRequest, ErrorBody, LoginRequest, LoginResponse, RefreshRequest, RefreshResponse,
 };
 use crate::routes::Routes;
 use crate::state::AppState;
@@ -36,7 +36,7 @@ pub fn routes(routes: Routes) -> Routes {
     request_body(content = LoginRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Access and refresh tokens.", body = LoginResponse),
-        (status = 400, description = "A field missing or not a string, or malformed JSON.", body = ValidationErrors),
+        (status = 400, description = "A field missing or not a string, or malformed JSON.", body = BadRequest),
         (status = 401, description = "No active account found with the given credentials.", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB.", body = ErrorBody),
         (status = 415, description = "Not `application/json`.", body = ErrorBody),
@@ -108,7 +108,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
     request_body(content = RefreshRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "A new access token.", body = RefreshResponse),
-        (status = 400, description = "`refresh` missing or not a string, or malformed JSON.", body = ValidationErrors),
+        (status = 400, description = "`refresh` missing or not a string, or malformed JSON.", body = BadRequest),
         (status = 401, description = "Not a valid refresh token of an active user.", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB.", body = ErrorBody),
         (status = 415, description = "Not `application/json`.", body = ErrorBody),

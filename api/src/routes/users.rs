@@ -21,7 +21,7 @@ use crate::dto::{CreateDraft, PageResponse, UpdateDraft, UserResponse};
 use crate::error::ApiError;
 use crate::idempotency;
 use crate::openapi::{
-    CreateUserRequest, ErrorBody, PatchUserRequest, UpdateUserRequest, ValidationErrors,
+    BadRequest, CreateUserRequest, ErrorBody, PatchUserRequest, UpdateUserRequest, ValidationErrors,
 };
 use crate::pagination::{PageRequest, PageUrls};
 use crate::policy::{self, Field};
@@ -127,7 +127,7 @@ pub(crate) async fn retrieve(
     responses(
         (status = 201, description = "Created.", body = UserResponse,
             headers(("Location" = String), ("ETag" = String))),
-        (status = 400, description = "Invalid fields, all at once, or malformed JSON.", body = ValidationErrors),
+        (status = 400, description = "Invalid fields, all at once, or malformed JSON.", body = BadRequest),
         (status = 401, description = "No valid access token.", body = ErrorBody),
         (status = 403, description = "Not allowed to create (here).", body = ErrorBody),
         (status = 409, description = "A request with this Idempotency-Key is still running.", body = ErrorBody),
@@ -276,7 +276,7 @@ fn created_response(user: users::UserView) -> Response {
     responses(
         (status = 200, description = "The updated user.", body = UserResponse,
             headers(("ETag" = String))),
-        (status = 400, description = "Invalid fields, all at once, or malformed JSON.", body = ValidationErrors),
+        (status = 400, description = "Invalid fields, all at once, or malformed JSON.", body = BadRequest),
         (status = 401, description = "No valid access token.", body = ErrorBody),
         (status = 403, description = "In scope, but not allowed.", body = ErrorBody),
         (status = 404, description = "No such user in the caller's scope.", body = ErrorBody),
@@ -318,7 +318,7 @@ pub(crate) async fn update(
     responses(
         (status = 200, description = "The updated user.", body = UserResponse,
             headers(("ETag" = String))),
-        (status = 400, description = "Invalid fields, all at once, or malformed JSON.", body = ValidationErrors),
+        (status = 400, description = "Invalid fields, all at once, or malformed JSON.", body = BadRequest),
         (status = 401, description = "No valid access token.", body = ErrorBody),
         (status = 403, description = "In scope, but not allowed.", body = ErrorBody),
         (status = 404, description = "No such user in the caller's scope.", body = ErrorBody),
