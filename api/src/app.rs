@@ -9,6 +9,7 @@ use axum::response::IntoResponse;
 use axum::Router;
 
 use domain::{Argon2Hasher, UserServices};
+use projections::users::ReadModel;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 
@@ -74,12 +75,14 @@ pub fn app(state: AppState, request_timeout: Duration) -> Router {
 
 pub fn state(settings: &Settings) -> AppState {
     let hasher = Argon2Hasher::owasp(settings.hash_concurrency);
+    let read = ReadModel::new(settings.pool.clone());
     AppState {
         pool: settings.pool.clone(),
-        commands: CommandBus::new(
-            settings.pool.clone(),
+        commands: CommandBus::with_read_model(
+            read.clone(),
             UserServices::new(Arc::new(hasher.clone())),
         ),
+        read,
         tokens: Arc::new(TokenKeys::new(
             &settings.jwt_secret,
             settings.access_token_ttl,

@@ -7,13 +7,14 @@ use std::time::Duration;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::Method;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use projections::users;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 pub use crate::policy::Caller;
 use crate::state::AppState;
+use projections::users::UserView;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -81,6 +82,22 @@ impl TokenKeys {
     }
 }
 
+/// The user named by the request's `{id}` path parameter, read with the caller.
+#[derive(Debug, Clone)]
+pub struct Prefetched(pub UserView);
+
+/// The request's `{id}` names no user (found out while reading the caller).
+#[derive(Debug, Clone, Copy)]
+pub struct Absent(pub i64);
+
+/// The id in `/api/v1/users/{id}[/…]`, if the path has one.
+fn target_id(parts: &Parts) -> Option<i64> {
+    let path = parts.uri.path().trim_end_matches('/');
+    let rest = path.strip_prefix("/api/v1/users/")?;
+    let id = rest.split('/').next()?;
+    id.parse::<i64>().ok().filter(|id| *id > 0)
+}
+
 /// The authenticated, active user making the request, loaded from the read model on every
 /// request: a deactivated, demoted or moved caller loses the old rights at once.
 impl FromRequestParts<AppState> for Caller {
@@ -104,11 +121,32 @@ impl FromRequestParts<AppState> for Caller {
             .tokens
             .verify(token, TokenType::Access)
             .ok_or(ApiError::InvalidToken)?;
-        let user = users::find(&state.pool, user_id)
-            .await?
-            .ok_or(ApiError::InvalidToken)?;
+        // A GET of one user reads the caller and the target in the same round trip; the
+        // target waits in the request's extensions for the handler.
+        let wanted = (parts.method == Method::GET)
+            .then(|| target_id(parts))
+            .flatten();
+        let target = wanted.filter(|target| *target != user_id);
+        let ids: &[i64] = match target {
+            Some(target) => &[user_id, target],
+            None => &[user_id],
+        };
+        let mut found = state.read.find_many(ids).await?;
+        if let Some(target) = target {
+            if let Some(index) = found.iter().position(|user| user.id == target) {
+                parts
+                    .extensions
+                    .insert(Prefetched(found.swap_remove(index)));
+            } else {
+                parts.extensions.insert(Absent(target));
+            }
+        }
+        let user = found.pop().ok_or(ApiError::InvalidToken)?;
         if !user.is_active {
             return Err(ApiError::InactiveUser);
+        }
+        if wanted == Some(user_id) {
+            parts.extensions.insert(Prefetched(user.clone()));
         }
         Ok(Self::new(user))
     }

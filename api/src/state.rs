@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
 use domain::Argon2Hasher;
+use projections::users::ReadModel;
 use sqlx::PgPool;
 
 use crate::auth::TokenKeys;
@@ -11,6 +12,8 @@ use crate::config::LoginThrottle;
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    /// Reads of the users read model (shares its group cache with `commands`).
+    pub read: ReadModel,
     pub commands: CommandBus,
     pub tokens: Arc<TokenKeys>,
     pub hasher: Argon2Hasher,

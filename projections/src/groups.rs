@@ -81,6 +81,28 @@ pub async fn unknown(pool: &PgPool, names: &[String]) -> sqlx::Result<Vec<String
         .collect())
 }
 
+/// Every group with its permissions, and the `group_catalog` version they are as of.
+pub async fn catalog(pool: &PgPool) -> sqlx::Result<(i64, Vec<GroupView>)> {
+    let rows: Vec<(i64, String, Option<String>, Option<String>)> = sqlx::query_as(
+        r#"
+        SELECT (SELECT version FROM group_catalog), g.name, p.codename, p.name
+          FROM groups g
+          LEFT JOIN group_permissions gp ON gp.group_name = g.name
+          LEFT JOIN permissions p ON p.codename = gp.codename
+         ORDER BY g.name, p.codename
+        "#,
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut version = 0;
+    let mut groups: Vec<GroupView> = Vec::new();
+    for (catalog_version, group, codename, name) in rows {
+        version = catalog_version;
+        push_row(&mut groups, group, codename, name);
+    }
+    Ok((version, groups))
+}
+
 /// Every group with its permissions, in name order.
 pub async fn list_all(pool: &PgPool) -> sqlx::Result<Vec<GroupView>> {
     let rows: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(

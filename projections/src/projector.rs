@@ -11,19 +11,25 @@ use sqlx::{PgConnection, Postgres};
 pub struct Tables {
     pub users: String,
     pub user_groups: String,
+    /// `user_counts`, kept only on the live tables (a rebuild recounts when it swaps).
+    pub counts: Option<String>,
 }
 
 impl Tables {
     /// The tables the API reads.
     pub fn live() -> Self {
-        Self::with_suffix("")
+        Self {
+            counts: Some("user_counts".to_owned()),
+            ..Self::with_suffix("")
+        }
     }
 
-    /// `users{suffix}` and `user_groups{suffix}`.
+    /// `users{suffix}` and `user_groups{suffix}`, without counts.
     pub fn with_suffix(suffix: &str) -> Self {
         Self {
             users: format!("users{suffix}"),
             user_groups: format!("user_groups{suffix}"),
+            counts: None,
         }
     }
 }
@@ -70,8 +76,9 @@ pub async fn apply(
                 r#"
                 INSERT INTO {} (id, email, first_name, last_name, organisation_id, is_admin,
                                 is_staff, is_active, is_email_verified, is_superuser,
-                                password_hash, created, last_sequence)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, true, false, $8, $9, $10, $11)
+                                password_hash, created, last_sequence, group_names)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, true, false, $8, $9, $10, $11,
+                        ARRAY(SELECT DISTINCT unnest($12::text[]) ORDER BY 1))
                 ON CONFLICT (id) DO NOTHING
                 "#,
                 tables.users
@@ -87,12 +94,14 @@ pub async fn apply(
             .bind(password_hash.expose())
             .bind(recorded_at)
             .bind(sequence)
+            .bind(groups)
             .execute(&mut *conn)
             .await?
             .rows_affected()
                 == 1;
             if inserted {
                 row.replace_groups(conn, groups).await?;
+                row.count(conn, &[(*organisation_id, 1)]).await?;
             }
             inserted
         }
@@ -107,8 +116,22 @@ pub async fn apply(
             row.set(conn, "last_name = $3", last_name.clone()).await?
         }
         UserEvent::OrganisationChanged { organisation_id } => {
-            row.set(conn, "organisation_id = $3", *organisation_id)
-                .await?
+            let before: Option<Option<i64>> = sqlx::query_scalar(&format!(
+                "SELECT organisation_id FROM {} WHERE id = $1 AND last_sequence < $2",
+                tables.users
+            ))
+            .bind(user_id)
+            .bind(sequence)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let changed = row
+                .set(conn, "organisation_id = $3", *organisation_id)
+                .await?;
+            if let (true, Some(before)) = (changed, before) {
+                row.count(conn, &[(before, -1), (*organisation_id, 1)])
+                    .await?;
+            }
+            changed
         }
         UserEvent::AdminGranted => row.set(conn, "is_admin = $3", true).await?,
         UserEvent::AdminRevoked => row.set(conn, "is_admin = $3", false).await?,
@@ -119,11 +142,17 @@ pub async fn apply(
         UserEvent::SuperuserGranted => row.set(conn, "is_superuser = $3", true).await?,
         UserEvent::SuperuserRevoked => row.set(conn, "is_superuser = $3", false).await?,
         UserEvent::GroupsChanged { groups } => {
-            let advanced = row.advance(conn).await?;
-            if advanced {
+            let changed = row
+                .set(
+                    conn,
+                    "group_names = ARRAY(SELECT DISTINCT unnest($3::text[]) ORDER BY 1)",
+                    groups.clone(),
+                )
+                .await?;
+            if changed {
                 row.replace_groups(conn, groups).await?;
             }
-            advanced
+            changed
         }
     };
     if !applied {
@@ -163,18 +192,29 @@ impl Row<'_> {
         Ok(result.rows_affected() == 1)
     }
 
-    /// Moves the row to this event's sequence, for events kept in other tables.
-    async fn advance(&self, conn: &mut PgConnection) -> sqlx::Result<bool> {
-        let sql = format!(
-            "UPDATE {} SET last_sequence = $2 WHERE id = $1 AND last_sequence < $2",
-            self.tables.users
-        );
-        let result = sqlx::query(&sql)
-            .bind(self.user_id)
-            .bind(self.sequence)
-            .execute(&mut *conn)
-            .await?;
-        Ok(result.rows_affected() == 1)
+    /// Adds `delta` users to each organisation's count (live tables only).
+    async fn count(
+        &self,
+        conn: &mut PgConnection,
+        deltas: &[(Option<i64>, i64)],
+    ) -> sqlx::Result<()> {
+        let Some(counts) = &self.tables.counts else {
+            return Ok(());
+        };
+        let organisations: Vec<i64> = deltas.iter().map(|(org, _)| org.unwrap_or(0)).collect();
+        let changes: Vec<i64> = deltas.iter().map(|(_, delta)| *delta).collect();
+        sqlx::query(&format!(
+            "INSERT INTO {counts} (organisation_id, users)
+             SELECT organisation_id, sum(delta)
+               FROM unnest($1::bigint[], $2::bigint[]) AS d (organisation_id, delta)
+              GROUP BY organisation_id
+             ON CONFLICT (organisation_id) DO UPDATE SET users = {counts}.users + EXCLUDED.users"
+        ))
+        .bind(organisations)
+        .bind(changes)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
     }
 
     async fn replace_groups(&self, conn: &mut PgConnection, groups: &[String]) -> sqlx::Result<()> {

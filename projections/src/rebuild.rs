@@ -332,6 +332,14 @@ async fn swap(conn: &mut PgConnection, tables: &Tables) -> Result<(), RebuildErr
     ] {
         sqlx::query(&statement).execute(&mut *conn).await?;
     }
+    // The counts follow the new table (writers are locked out meanwhile).
+    for statement in [
+        "DELETE FROM user_counts",
+        "INSERT INTO user_counts (organisation_id, users)
+         SELECT coalesce(organisation_id, 0), count(*) FROM users GROUP BY 1",
+    ] {
+        sqlx::query(statement).execute(&mut *conn).await?;
+    }
     let suffixed: Vec<String> = sqlx::query_scalar(
         "SELECT indexname FROM pg_indexes
           WHERE schemaname = current_schema() AND tablename IN ('users', 'user_groups')
@@ -384,6 +392,29 @@ async fn compare(conn: &mut PgConnection, tables: &Tables) -> sqlx::Result<Vec<D
     .fetch_all(&mut *conn)
     .await?;
     let mut differences = Vec::new();
+    // Users per organisation as kept in `user_counts`, against the rebuilt rows.
+    let counts: Vec<(i64, Option<i64>, Option<i64>)> = sqlx::query_as(&format!(
+        r#"
+        WITH expected AS (SELECT coalesce(organisation_id, 0) AS organisation_id, count(*) AS users
+                            FROM {users} GROUP BY 1),
+             live AS (SELECT organisation_id, users FROM user_counts WHERE users <> 0)
+        SELECT coalesce(live.organisation_id, expected.organisation_id), live.users, expected.users
+          FROM live FULL JOIN expected ON live.organisation_id = expected.organisation_id
+         WHERE live.users IS DISTINCT FROM expected.users
+         ORDER BY 1
+        "#,
+        users = tables.users,
+    ))
+    .fetch_all(&mut *conn)
+    .await?;
+    for (organisation_id, live, expected) in counts {
+        differences.push(Difference {
+            user_id: 0,
+            field: format!("user_counts[organisation {organisation_id}]"),
+            live: live.unwrap_or(0).into(),
+            expected: expected.unwrap_or(0).into(),
+        });
+    }
     for (user_id, live, expected) in rows {
         let (Some(Value::Object(live)), Some(Value::Object(expected))) = (&live, &expected) else {
             differences.push(Difference {

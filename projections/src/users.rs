@@ -1,8 +1,11 @@
 //! Queries of the users read model. Every GET of the API is answered from here.
 
 use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
+use domain::user::events::PasswordHash;
+use domain::User;
 use sqlx::{FromRow, PgPool};
 
 use crate::groups::{self, GroupView};
@@ -40,10 +43,13 @@ struct UserRow {
     is_superuser: bool,
     created: DateTime<Utc>,
     last_sequence: i64,
+    group_names: Vec<String>,
+    /// `group_catalog.version` as this statement saw it.
+    catalog_version: i64,
 }
 
 impl UserRow {
-    fn into_view(self, groups: Vec<GroupView>) -> UserView {
+    fn into_view(self, catalog: &Catalog) -> UserView {
         UserView {
             id: self.id,
             email: self.email,
@@ -56,7 +62,12 @@ impl UserRow {
             is_email_verified: self.is_email_verified,
             is_superuser: self.is_superuser,
             created: self.created,
-            groups,
+            // A group deleted since simply stops being shown.
+            groups: self
+                .group_names
+                .iter()
+                .filter_map(|name| catalog.groups.get(name).cloned())
+                .collect(),
             version: self.last_sequence,
         }
     }
@@ -64,7 +75,8 @@ impl UserRow {
 
 const USER_COLUMNS: &str =
     "id, email, first_name, last_name, organisation_id, is_admin, is_staff, \
-     is_active, is_email_verified, is_superuser, created, last_sequence";
+     is_active, is_email_verified, is_superuser, created, last_sequence, group_names, \
+     (SELECT version FROM group_catalog) AS catalog_version";
 
 /// Which users a list may show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,51 +91,205 @@ pub struct Page {
     pub users: Vec<UserView>,
 }
 
-pub async fn find(pool: &PgPool, id: i64) -> sqlx::Result<Option<UserView>> {
-    let row: Option<UserRow> =
-        sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(pool)
-            .await?;
-    let Some(row) = row else { return Ok(None) };
-    let mut groups = groups::of_users(pool, &[row.id]).await?;
-    Ok(Some(row.into_view(groups.remove(&id).unwrap_or_default())))
+/// The groups with their permissions, as of `version` of `group_catalog`.
+#[derive(Default)]
+struct Catalog {
+    version: i64,
+    groups: HashMap<String, GroupView>,
 }
 
-/// One page of users in id order, with the total count of the scope.
-pub async fn list(pool: &PgPool, scope: ListScope, offset: i64, limit: i64) -> sqlx::Result<Page> {
-    // `$N` is the scope's value; both queries bind it (as NULL for `All`).
-    let (filter, value) = match scope {
-        ListScope::All => ("$N::bigint IS NULL", None),
-        ListScope::Organisation(org) => ("organisation_id = $N", Some(org)),
-        ListScope::OnlyUser(id) => ("id = $N", Some(id)),
-    };
-    let count: i64 = sqlx::query_scalar(&format!(
-        "SELECT count(*) FROM users WHERE {}",
-        filter.replace("$N", "$1")
-    ))
-    .bind(value)
-    .fetch_one(pool)
-    .await?;
-    let rows: Vec<UserRow> = sqlx::query_as(&format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE {} ORDER BY id OFFSET $1 LIMIT $2",
-        filter.replace("$N", "$3")
-    ))
-    .bind(offset)
-    .bind(limit)
-    .bind(value)
-    .fetch_all(pool)
-    .await?;
-    let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
-    let mut groups: HashMap<i64, Vec<GroupView>> = groups::of_users(pool, &ids).await?;
-    let users = rows
-        .into_iter()
-        .map(|row| {
-            let user_groups = groups.remove(&row.id).unwrap_or_default();
-            row.into_view(user_groups)
+/// Reads of the users read model, each one round trip: a user row carries its group names,
+/// and the groups' permissions come from a cached catalog that is re-read whenever a row
+/// shows that `group_catalog.version` has moved (any change to groups or permissions, by
+/// any process, moves it). Cheap to clone; clones share the cache.
+#[derive(Clone)]
+pub struct ReadModel {
+    pool: PgPool,
+    catalog: Arc<RwLock<Arc<Catalog>>>,
+}
+
+impl ReadModel {
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            catalog: Arc::default(),
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The catalog at least as new as `version`.
+    async fn catalog(&self, version: i64) -> sqlx::Result<Arc<Catalog>> {
+        {
+            let current = self.catalog.read().unwrap_or_else(PoisonError::into_inner);
+            if current.version >= version && version > 0 {
+                return Ok(current.clone());
+            }
+        }
+        let (version, groups) = groups::catalog(&self.pool).await?;
+        let fresh = Arc::new(Catalog {
+            version,
+            groups: groups
+                .into_iter()
+                .map(|group| (group.name.clone(), group))
+                .collect(),
+        });
+        let mut current = self.catalog.write().unwrap_or_else(PoisonError::into_inner);
+        if fresh.version >= current.version {
+            *current = fresh.clone();
+        }
+        Ok(fresh)
+    }
+
+    async fn views(&self, rows: Vec<UserRow>) -> sqlx::Result<Vec<UserView>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let newest = rows
+            .iter()
+            .map(|row| row.catalog_version)
+            .max()
+            .unwrap_or(0);
+        let catalog = self.catalog(newest).await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| row.into_view(&catalog))
+            .collect())
+    }
+
+    pub async fn find(&self, id: i64) -> sqlx::Result<Option<UserView>> {
+        Ok(self.find_many(&[id]).await?.pop())
+    }
+
+    /// The users with these ids that exist, in id order.
+    pub async fn find_many(&self, ids: &[i64]) -> sqlx::Result<Vec<UserView>> {
+        let rows: Vec<UserRow> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE id = ANY($1) ORDER BY id"
+        ))
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        self.views(rows).await
+    }
+
+    /// The user as the API shows it and as the aggregate decides on it, both from one row:
+    /// the row is written in the transaction that stores the events, so it is exactly the
+    /// fold of the user's events up to `version` (a snapshot that never lags).
+    pub async fn find_for_write(&self, id: i64) -> sqlx::Result<Option<(UserView, User)>> {
+        let found: Option<UserRowWithHash> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS}, password_hash FROM users WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(UserRowWithHash { row, password_hash }) = found else {
+            return Ok(None);
+        };
+        let state = User {
+            exists: true,
+            email: row.email.clone(),
+            first_name: row.first_name.clone(),
+            last_name: row.last_name.clone(),
+            organisation_id: row.organisation_id,
+            is_admin: row.is_admin,
+            is_staff: row.is_staff,
+            is_superuser: row.is_superuser,
+            is_active: row.is_active,
+            is_email_verified: row.is_email_verified,
+            groups: row.group_names.iter().cloned().collect(),
+            password_hash: Some(PasswordHash::new(password_hash)),
+        };
+        let view = self.views(vec![row]).await?.pop();
+        Ok(view.map(|view| (view, state)))
+    }
+
+    /// `before` as it is after a write left the user in `state` at `version`, without a
+    /// query: groups come from the cached catalog (fresh: `before` was just read with it).
+    pub fn view_after(&self, before: &UserView, state: &User, version: i64) -> UserView {
+        let catalog = self
+            .catalog
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        UserView {
+            id: before.id,
+            email: state.email.clone(),
+            first_name: state.first_name.clone(),
+            last_name: state.last_name.clone(),
+            organisation_id: state.organisation_id,
+            is_admin: state.is_admin,
+            is_staff: state.is_staff,
+            is_active: state.is_active,
+            is_email_verified: state.is_email_verified,
+            is_superuser: state.is_superuser,
+            created: before.created,
+            groups: state
+                .groups
+                .iter()
+                .filter_map(|name| catalog.groups.get(name).cloned())
+                .collect(),
+            version,
+        }
+    }
+
+    /// One page of users in id order, with the number of users in the scope (kept in
+    /// `user_counts`, never counted per request).
+    pub async fn list(&self, scope: ListScope, offset: i64, limit: i64) -> sqlx::Result<Page> {
+        let (filter, count_sql, value) = match scope {
+            ListScope::All => (
+                "$3::bigint IS NULL",
+                "SELECT coalesce(sum(users), 0)::bigint FROM user_counts WHERE $1::bigint IS NULL",
+                None,
+            ),
+            ListScope::Organisation(org) => (
+                "organisation_id = $3",
+                "SELECT coalesce(sum(users), 0)::bigint FROM user_counts WHERE organisation_id = $1",
+                Some(org),
+            ),
+            ListScope::OnlyUser(id) => (
+                "id = $3",
+                "SELECT count(*) FROM users WHERE id = $1",
+                Some(id),
+            ),
+        };
+        let count: i64 = sqlx::query_scalar(count_sql)
+            .bind(value)
+            .fetch_one(&self.pool)
+            .await?;
+        let rows: Vec<UserRow> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE {filter} ORDER BY id OFFSET $1 LIMIT $2"
+        ))
+        .bind(offset)
+        .bind(limit)
+        .bind(value)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Page {
+            count,
+            users: self.views(rows).await?,
         })
-        .collect();
-    Ok(Page { count, users })
+    }
+}
+
+#[derive(FromRow)]
+struct UserRowWithHash {
+    #[sqlx(flatten)]
+    row: UserRow,
+    password_hash: String,
+}
+
+/// One user, read without a shared catalog cache (for the CLI and tests).
+pub async fn find(pool: &PgPool, id: i64) -> sqlx::Result<Option<UserView>> {
+    ReadModel::new(pool.clone()).find(id).await
+}
+
+/// One page of users (see [`ReadModel::list`]).
+pub async fn list(pool: &PgPool, scope: ListScope, offset: i64, limit: i64) -> sqlx::Result<Page> {
+    ReadModel::new(pool.clone())
+        .list(scope, offset, limit)
+        .await
 }
 
 /// What login needs: the stored hash and whether the account may log in.

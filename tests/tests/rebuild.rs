@@ -356,3 +356,28 @@ async fn an_unreadable_event_stops_the_rebuild_and_leaves_the_live_tables_untouc
     }
     assert_eq!(snapshot(&app).await, before);
 }
+
+/// Commands are decided on the state read from the user's read-model row, not on a replay:
+/// after every kind of event, that state must be exactly the replay of the user's log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_commands_are_decided_on_equals_a_replay_of_the_log() {
+    use cqrs_es::Aggregate as _;
+    let app = TestApp::spawn().await;
+    let ids = random_workload(&app, 11, 60, 600).await;
+    let far_future = chrono::Utc::now() + chrono::Duration::days(1);
+    let mut compared = 0;
+    for id in ids {
+        let (from_row, version) = app.fixtures.load(id).await.unwrap();
+        let events = projections::history::until(&app.pool, id, far_future)
+            .await
+            .unwrap();
+        let mut replayed = domain::User::default();
+        for event in &events {
+            replayed.apply(event.decode().unwrap());
+        }
+        assert_eq!(from_row, replayed, "user {id}");
+        assert_eq!(version, events.last().unwrap().sequence, "user {id}");
+        compared += events.len();
+    }
+    assert!(compared > 600, "{compared} events replayed");
+}

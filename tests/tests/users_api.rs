@@ -302,8 +302,16 @@ async fn deactivated_users_are_still_listed_with_is_active_false() {
 }
 
 /// 1001 more users, ids 100..=1100, for a total of 1002. Creating them over HTTP would hash
-/// 1001 passwords; the list reads only the read model, so they are written there directly.
+/// 1001 passwords; the list reads only the read model, so they are written there directly,
+/// with the count the write path would keep.
 async fn seed_bulk_users(app: &TestApp) {
+    sqlx::query(
+        "INSERT INTO user_counts (organisation_id, users) VALUES (0, 1001)
+         ON CONFLICT (organisation_id) DO UPDATE SET users = user_counts.users + 1001",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
     sqlx::query(
         "INSERT INTO users (id, email, first_name, last_name, organisation_id, is_admin,
                             is_staff, is_active, is_email_verified, is_superuser,

@@ -125,7 +125,9 @@ pub(crate) async fn refresh(
     let user_id = token
         .and_then(|token| state.tokens.verify(&token, TokenType::Refresh))
         .ok_or(ApiError::InvalidToken)?;
-    let user = users::find(&state.pool, user_id)
+    let user = state
+        .read
+        .find(user_id)
         .await?
         .filter(|user| user.is_active)
         .ok_or(ApiError::InvalidToken)?;

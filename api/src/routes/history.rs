@@ -6,9 +6,9 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use domain::User;
+use projections::groups;
 use projections::history::{self, StoredEvent};
 use projections::users::UserView;
-use projections::{groups, users};
 use serde_json::{json, Value};
 
 use crate::auth::Caller;
@@ -50,9 +50,7 @@ pub(crate) async fn history_page(
     UserId(id): UserId,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Vec<Value>>, ApiError> {
-    let target = users::find(&state.pool, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let target = state.read.find(id).await?.ok_or(ApiError::NotFound)?;
     policy::can_retrieve(&caller, &target)?;
     let params = query_params(query.as_deref());
     let after = match param(&params, "after") {

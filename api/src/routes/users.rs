@@ -14,7 +14,7 @@ use projections::idempotency::Claim;
 use projections::{groups, users};
 use serde_json::{Map, Value};
 
-use crate::auth::Caller;
+use crate::auth::{Absent, Caller, Prefetched};
 use crate::body::{Fields, JsonObject};
 use crate::commands::{CommandError, Metadata, Source, MAX_ATTEMPTS};
 use crate::dto::{CreateDraft, PageResponse, UpdateDraft, UserResponse};
@@ -62,13 +62,14 @@ pub(crate) async fn list(
     uri: axum::http::Uri,
 ) -> Result<Json<PageResponse>, ApiError> {
     let request = PageRequest::from_query(query.as_deref())?;
-    let page = users::list(
-        &state.pool,
-        policy::list_scope(&caller),
-        request.offset()?,
-        request.page_size,
-    )
-    .await?;
+    let page = state
+        .read
+        .list(
+            policy::list_scope(&caller),
+            request.offset()?,
+            request.page_size,
+        )
+        .await?;
     let urls = PageUrls::new(&headers, &uri, &request, page.count)?;
     Ok(Json(PageResponse {
         count: page.count,
@@ -102,9 +103,15 @@ pub(crate) async fn retrieve(
     caller: Caller,
     UserId(id): UserId,
     RawQuery(query): RawQuery,
+    prefetched: Option<Extension<Prefetched>>,
+    absent: Option<Extension<Absent>>,
 ) -> Result<Response, ApiError> {
     let as_of = history::as_of(query.as_deref())?;
-    let target = find(&state, id).await?;
+    let target = match (prefetched, absent) {
+        (Some(Extension(Prefetched(user))), _) if user.id == id => user,
+        (_, Some(Extension(Absent(missing)))) if missing == id => return Err(ApiError::NotFound),
+        _ => find(&state, id).await?,
+    };
     policy::can_retrieve(&caller, &target)?;
     let Some(until) = as_of else {
         return Ok(user_response(StatusCode::OK, target));
@@ -185,7 +192,9 @@ pub(crate) async fn create(
         // Created, but the first request has not recorded its answer (yet, or ever: its
         // process died after the commit): answer from the read model.
         Claim::Replay { user_id, .. } | Claim::InProgress { user_id } => {
-            let user = users::find(&state.pool, user_id)
+            let user = state
+                .read
+                .find(user_id)
                 .await?
                 .ok_or(ApiError::IdempotencyInProgress)?;
             let version = user.version;
@@ -250,7 +259,9 @@ async fn create_user(
             None,
         )
         .await?;
-    users::find(&state.pool, id)
+    state
+        .read
+        .find(id)
         .await?
         .ok_or_else(|| ApiError::internal("created user missing from the read model"))
 }
@@ -491,8 +502,12 @@ impl DecidedWrite<'_> {
     ) -> Result<users::UserView, ApiError> {
         let metadata = metadata(self.caller, self.request_id);
         let turn = state.commands.turn(self.user_id).await;
-        for _ in 0..MAX_ATTEMPTS {
-            let target = find(state, self.user_id).await?;
+        for attempt in 1..=MAX_ATTEMPTS {
+            let (target, user) = state
+                .read
+                .find_for_write(self.user_id)
+                .await?
+                .ok_or(ApiError::NotFound)?;
             if self
                 .if_match
                 .is_some_and(|version| version != target.version)
@@ -500,15 +515,22 @@ impl DecidedWrite<'_> {
                 return Err(ApiError::PreconditionFailed);
             }
             authorize(&target)?;
-            let expected = Some(target.version);
             match state
                 .commands
-                .execute_in_turn(&turn, command.clone(), &metadata, expected)
+                .decide(&turn, user, target.version, command.clone(), &metadata)
                 .await
             {
-                Ok(()) => return find(state, self.user_id).await,
-                Err(CommandError::Stale) if self.if_match.is_none() => {
-                    tracing::debug!(user_id = self.user_id, "written meanwhile; deciding again");
+                Ok(decided) => {
+                    return Ok(state
+                        .read
+                        .view_after(&target, &decided.state, decided.version));
+                }
+                Err(CommandError::Conflict) => {
+                    tracing::debug!(
+                        user_id = self.user_id,
+                        attempt,
+                        "written meanwhile; deciding again"
+                    );
                 }
                 Err(other) => return Err(other.into()),
             }
@@ -537,9 +559,7 @@ impl<S: Send + Sync> FromRequestParts<S> for UserId {
 }
 
 async fn find(state: &AppState, id: i64) -> Result<users::UserView, ApiError> {
-    users::find(&state.pool, id)
-        .await?
-        .ok_or(ApiError::NotFound)
+    state.read.find(id).await?.ok_or(ApiError::NotFound)
 }
 
 /// The checks that need the database, added to the field errors so every error is reported
