@@ -7,7 +7,6 @@ use std::time::Duration;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use axum::http::Method;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -82,9 +81,13 @@ impl TokenKeys {
     }
 }
 
-/// The user named by the request's `{id}` path parameter, read with the caller.
+/// The user named by the request's `{id}` path parameter, read with the caller (before the
+/// handler holds the user's turn to write: a write must check it is still current).
 #[derive(Debug, Clone)]
-pub struct Prefetched(pub UserView);
+pub struct Prefetched {
+    pub view: UserView,
+    pub state: domain::User,
+}
 
 /// The request's `{id}` names no user (found out while reading the caller).
 #[derive(Debug, Clone, Copy)]
@@ -121,32 +124,32 @@ impl FromRequestParts<AppState> for Caller {
             .tokens
             .verify(token, TokenType::Access)
             .ok_or(ApiError::InvalidToken)?;
-        // A GET of one user reads the caller and the target in the same round trip; the
-        // target waits in the request's extensions for the handler.
-        let wanted = (parts.method == Method::GET)
-            .then(|| target_id(parts))
-            .flatten();
+        // A request about one user reads the caller and that user in the same round trip;
+        // the target waits in the request's extensions for the handler.
+        let wanted = target_id(parts);
         let target = wanted.filter(|target| *target != user_id);
         let ids: &[i64] = match target {
             Some(target) => &[user_id, target],
             None => &[user_id],
         };
-        let mut found = state.read.find_many(ids).await?;
+        let mut found = state.read.find_many_for_write(ids).await?;
         if let Some(target) = target {
-            if let Some(index) = found.iter().position(|user| user.id == target) {
-                parts
-                    .extensions
-                    .insert(Prefetched(found.swap_remove(index)));
+            if let Some(index) = found.iter().position(|(user, _)| user.id == target) {
+                let (view, state) = found.swap_remove(index);
+                parts.extensions.insert(Prefetched { view, state });
             } else {
                 parts.extensions.insert(Absent(target));
             }
         }
-        let user = found.pop().ok_or(ApiError::InvalidToken)?;
+        let (user, user_state) = found.pop().ok_or(ApiError::InvalidToken)?;
         if !user.is_active {
             return Err(ApiError::InactiveUser);
         }
         if wanted == Some(user_id) {
-            parts.extensions.insert(Prefetched(user.clone()));
+            parts.extensions.insert(Prefetched {
+                view: user.clone(),
+                state: user_state,
+            });
         }
         Ok(Self::new(user))
     }

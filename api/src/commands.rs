@@ -2,9 +2,9 @@
 //! times when a concurrent write to the same user wins the race (architecture §5).
 //!
 //! A command is decided by the `User` aggregate (cqrs-es `Aggregate::handle`) on the state
-//! it had at version N, and its events are stored as N+1, N+2, … through our cqrs-es event
-//! repository, whose `persist` writes the events, the email claims and the read model in
-//! one transaction. The state at N is read from the user's read-model row instead of being
+//! it had at version N, and its events are stored as N+1, N+2, … by
+//! `projections::event_store::append`, which writes the events, the email claims, the
+//! counts and the read-model row in one statement (one round trip, one atomic commit). The state at N is read from the user's read-model row instead of being
 //! replayed from the log: that row is written in the same transaction as every event, so it
 //! is exactly the fold of the events up to its `last_sequence`, never behind. Loading a user
 //! therefore costs one indexed row whatever the length of its history; no snapshot store
@@ -15,11 +15,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::persist::{PersistedEventRepository, PersistenceError, SerializedEvent};
+use cqrs_es::persist::{PersistenceError, SerializedEvent};
 use cqrs_es::{Aggregate, DomainEvent};
 use domain::{User, UserCommand, UserError, UserServices};
 use projections::users::ReadModel;
-use projections::{EmailTaken, UserEventRepository};
+use projections::EmailTaken;
 use sqlx::PgPool;
 
 /// How many times a command is decided in all before a conflict becomes `409`.
@@ -84,7 +84,6 @@ pub enum CommandError {
 
 #[derive(Clone)]
 pub struct CommandBus {
-    repository: Arc<UserEventRepository>,
     read: ReadModel,
     services: UserServices,
     pool: PgPool,
@@ -152,7 +151,6 @@ impl CommandBus {
     pub fn with_read_model(read: ReadModel, services: UserServices) -> Self {
         let pool = read.pool().clone();
         Self {
-            repository: Arc::new(UserEventRepository::new(pool.clone())),
             read,
             services,
             pool,
@@ -276,6 +274,7 @@ impl CommandBus {
         command: UserCommand,
         metadata: &Metadata,
     ) -> Result<usize, CommandError> {
+        let before = state.clone();
         let sink = EventSink::default();
         state.handle(command, &self.services, &sink).await?;
         let events = sink.collect().await;
@@ -303,8 +302,7 @@ impl CommandBus {
             })
             .collect::<Result<Vec<_>, serde_json::Error>>()
             .map_err(|e| CommandError::Unexpected(e.to_string()))?;
-        self.repository
-            .persist::<User>(&serialized, None)
+        projections::event_store::append(&self.pool, user_id, &before, state, &serialized)
             .await
             .map_err(classify)?;
         Ok(events.len())

@@ -78,7 +78,7 @@ pub async fn apply(
                                 is_staff, is_active, is_email_verified, is_superuser,
                                 password_hash, created, last_sequence, group_names)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, true, false, $8, $9, $10, $11,
-                        ARRAY(SELECT DISTINCT unnest($12::text[]) ORDER BY 1))
+                        ARRAY(SELECT DISTINCT g COLLATE "C" FROM unnest($12::text[]) AS u (g) ORDER BY 1))
                 ON CONFLICT (id) DO NOTHING
                 "#,
                 tables.users
@@ -145,7 +145,7 @@ pub async fn apply(
             let changed = row
                 .set(
                     conn,
-                    "group_names = ARRAY(SELECT DISTINCT unnest($3::text[]) ORDER BY 1)",
+                    "group_names = ARRAY(SELECT DISTINCT g COLLATE \"C\" FROM unnest($3::text[]) AS u (g) ORDER BY 1)",
                     groups.clone(),
                 )
                 .await?;

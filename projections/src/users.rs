@@ -175,34 +175,40 @@ impl ReadModel {
     }
 
     /// The user as the API shows it and as the aggregate decides on it, both from one row:
-    /// the row is written in the transaction that stores the events, so it is exactly the
-    /// fold of the user's events up to `version` (a snapshot that never lags).
+    /// the row is written in the same statement that stores the events, so it is exactly
+    /// the fold of the user's events up to `version` (a snapshot that never lags).
     pub async fn find_for_write(&self, id: i64) -> sqlx::Result<Option<(UserView, User)>> {
-        let found: Option<UserRowWithHash> = sqlx::query_as(&format!(
-            "SELECT {USER_COLUMNS}, password_hash FROM users WHERE id = $1"
+        Ok(self.find_many_for_write(&[id]).await?.pop())
+    }
+
+    /// [`Self::find_for_write`] for several users in one round trip, in id order.
+    pub async fn find_many_for_write(&self, ids: &[i64]) -> sqlx::Result<Vec<(UserView, User)>> {
+        let found: Vec<UserRowWithHash> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS}, password_hash FROM users WHERE id = ANY($1) ORDER BY id"
         ))
-        .bind(id)
-        .fetch_optional(&self.pool)
+        .bind(ids)
+        .fetch_all(&self.pool)
         .await?;
-        let Some(UserRowWithHash { row, password_hash }) = found else {
-            return Ok(None);
-        };
-        let state = User {
-            exists: true,
-            email: row.email.clone(),
-            first_name: row.first_name.clone(),
-            last_name: row.last_name.clone(),
-            organisation_id: row.organisation_id,
-            is_admin: row.is_admin,
-            is_staff: row.is_staff,
-            is_superuser: row.is_superuser,
-            is_active: row.is_active,
-            is_email_verified: row.is_email_verified,
-            groups: row.group_names.iter().cloned().collect(),
-            password_hash: Some(PasswordHash::new(password_hash)),
-        };
-        let view = self.views(vec![row]).await?.pop();
-        Ok(view.map(|view| (view, state)))
+        let mut states = Vec::with_capacity(found.len());
+        let mut rows = Vec::with_capacity(found.len());
+        for UserRowWithHash { row, password_hash } in found {
+            states.push(User {
+                exists: true,
+                email: row.email.clone(),
+                first_name: row.first_name.clone(),
+                last_name: row.last_name.clone(),
+                organisation_id: row.organisation_id,
+                is_admin: row.is_admin,
+                is_staff: row.is_staff,
+                is_superuser: row.is_superuser,
+                is_active: row.is_active,
+                is_email_verified: row.is_email_verified,
+                groups: row.group_names.iter().cloned().collect(),
+                password_hash: Some(PasswordHash::new(password_hash)),
+            });
+            rows.push(row);
+        }
+        Ok(self.views(rows).await?.into_iter().zip(states).collect())
     }
 
     /// `before` as it is after a write left the user in `state` at `version`, without a

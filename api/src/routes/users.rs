@@ -108,7 +108,7 @@ pub(crate) async fn retrieve(
 ) -> Result<Response, ApiError> {
     let as_of = history::as_of(query.as_deref())?;
     let target = match (prefetched, absent) {
-        (Some(Extension(Prefetched(user))), _) if user.id == id => user,
+        (Some(Extension(Prefetched { view, .. })), _) if view.id == id => view,
         (_, Some(Extension(Absent(missing)))) if missing == id => return Err(ApiError::NotFound),
         _ => find(&state, id).await?,
     };
@@ -362,18 +362,63 @@ async fn begin_change<'a>(
     caller: &'a Caller,
     request_id: &'a RequestId,
     id: i64,
-    request: Request,
+    mut request: Request,
 ) -> Result<(DecidedWrite<'a>, users::UserView, Map<String, Value>), ApiError> {
-    let target = find(state, id).await?;
+    let prefetched = request.extensions_mut().remove::<Prefetched>();
+    let absent = request.extensions_mut().remove::<Absent>();
+    let (target, user) = current_target(state, id, prefetched, absent).await?;
     policy::can_begin_change(caller, &target)?;
+    let (if_match, first) =
+        checked_if_match(state, request.headers(), target.clone(), user).await?;
     let write = DecidedWrite {
         caller,
         user_id: target.id,
         request_id,
-        if_match: if_match(request.headers(), target.version)?,
+        if_match,
+        first: Some(first),
     };
     let JsonObject(body) = JsonObject::from_request(request, &()).await?;
     Ok((write, target, body))
+}
+
+/// The target of a write: read with the caller if it was, otherwise now.
+async fn current_target(
+    state: &AppState,
+    id: i64,
+    prefetched: Option<Prefetched>,
+    absent: Option<Absent>,
+) -> Result<(users::UserView, domain::User), ApiError> {
+    match (prefetched, absent) {
+        (Some(Prefetched { view, state }), _) if view.id == id => Ok((view, state)),
+        (_, Some(Absent(missing))) if missing == id => Err(ApiError::NotFound),
+        _ => state
+            .read
+            .find_for_write(id)
+            .await?
+            .ok_or(ApiError::NotFound),
+    }
+}
+
+/// The version `If-Match` demands, checked against `target`; a mismatch is re-checked on a
+/// fresh read (the target may have been read before a write that just finished) before it
+/// is `412`. Returns the target to decide on first.
+async fn checked_if_match(
+    state: &AppState,
+    headers: &HeaderMap,
+    target: users::UserView,
+    user: domain::User,
+) -> Result<(Option<i64>, (users::UserView, domain::User)), ApiError> {
+    match if_match(headers, target.version) {
+        Ok(version) => Ok((version, (target, user))),
+        Err(_) => {
+            let (fresh, user) = state
+                .read
+                .find_for_write(target.id)
+                .await?
+                .ok_or(ApiError::NotFound)?;
+            Ok((if_match(headers, fresh.version)?, (fresh, user)))
+        }
+    }
 }
 
 /// The fields a PUT or PATCH would really change on `target`.
@@ -454,14 +499,20 @@ pub(crate) async fn destroy(
     Extension(request_id): Extension<RequestId>,
     UserId(id): UserId,
     headers: HeaderMap,
+    prefetched: Option<Extension<Prefetched>>,
+    absent: Option<Extension<Absent>>,
 ) -> Result<StatusCode, ApiError> {
-    let target = find(&state, id).await?;
+    let prefetched = prefetched.map(|Extension(p)| p);
+    let absent = absent.map(|Extension(a)| a);
+    let (target, user) = current_target(&state, id, prefetched, absent).await?;
     policy::can_delete(&caller, &target)?;
+    let (if_match, first) = checked_if_match(&state, &headers, target.clone(), user).await?;
     let write = DecidedWrite {
         caller: &caller,
         user_id: target.id,
         request_id: &request_id,
-        if_match: if_match(&headers, target.version)?,
+        if_match,
+        first: Some(first),
     };
     let authorize = |target: &users::UserView| policy::can_delete(&caller, target);
     write
@@ -480,6 +531,8 @@ struct DecidedWrite<'a> {
     user_id: i64,
     request_id: &'a RequestId,
     if_match: Option<i64>,
+    /// The target as already read, for the first attempt (a stale one only costs a retry).
+    first: Option<(users::UserView, domain::User)>,
 }
 
 impl DecidedWrite<'_> {
@@ -495,7 +548,7 @@ impl DecidedWrite<'_> {
     }
 
     async fn run(
-        self,
+        mut self,
         state: &AppState,
         command: UserCommand,
         authorize: impl Fn(&users::UserView) -> Result<(), ApiError>,
@@ -503,11 +556,14 @@ impl DecidedWrite<'_> {
         let metadata = metadata(self.caller, self.request_id);
         let turn = state.commands.turn(self.user_id).await;
         for attempt in 1..=MAX_ATTEMPTS {
-            let (target, user) = state
-                .read
-                .find_for_write(self.user_id)
-                .await?
-                .ok_or(ApiError::NotFound)?;
+            let (target, user) = match self.first.take() {
+                Some(first) => first,
+                None => state
+                    .read
+                    .find_for_write(self.user_id)
+                    .await?
+                    .ok_or(ApiError::NotFound)?,
+            };
             if self
                 .if_match
                 .is_some_and(|version| version != target.version)

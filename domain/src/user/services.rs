@@ -53,6 +53,7 @@ impl Workers {
             std::thread::Builder::new()
                 .name(format!("argon2-{index}"))
                 .spawn(move || {
+                    lower_priority();
                     let mut memory = Vec::new();
                     loop {
                         let job = match receiver.lock() {
@@ -89,6 +90,22 @@ impl Workers {
         result.await.map_err(|_| HashError)
     }
 }
+
+/// Makes the calling thread yield the CPU to the request-serving threads: hashing is a
+/// throughput job, and a storm of creates must not stretch every other request's latency.
+/// (Linux keeps a nice value per thread.)
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: setpriority only reads its integer arguments; `who = 0` is this thread.
+        // If it fails, the thread keeps normal priority: slower requests, nothing worse.
+        let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, HASHING_NICENESS) };
+    }
+}
+
+/// The nice value of hashing threads (0 is normal, 19 the lowest).
+#[cfg(target_os = "linux")]
+const HASHING_NICENESS: libc::c_int = 10;
 
 /// argon2id with bounded concurrency.
 #[derive(Clone)]
