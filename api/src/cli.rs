@@ -111,7 +111,7 @@ pub enum GroupsCommand {
 
 pub async fn run() -> ExitCode {
     let cli = Cli::parse();
-    crate::observability::init_logging(cli.config.log_format);
+    let _log_writer = crate::observability::init_logging(cli.config.log_format);
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&cli.config).await,
         Command::Migrate => migrate(&cli.config).await,

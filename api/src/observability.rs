@@ -36,13 +36,20 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the log subscriber once (later calls do nothing), writing to stderr. The filter
-/// comes from `RUST_LOG`, by default `info` for the service and `warn` for sqlx.
-pub fn init_logging(format: LogFormat) {
+/// Installs the log subscriber once (later calls do nothing), writing to stderr from a
+/// background thread in batches (nothing is dropped: a request waits if the thread falls
+/// far behind). The filter comes from `RUST_LOG`, by default `info` for the service and
+/// `warn` for sqlx. Keep the returned guard until exit: dropping it flushes the last lines.
+pub fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    install_logging(format, filter, ansi, std::io::stderr);
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("log-writer")
+        .finish(std::io::BufWriter::new(std::io::stderr()));
+    install_logging(format, filter, ansi, writer);
+    guard
 }
 
 /// Installs the global log subscriber writing to `writer`; `false` if one was installed
