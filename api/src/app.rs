@@ -55,7 +55,7 @@ impl Default for Limits {
 }
 
 /// The production router: tests build exactly this. Layers, outermost first: request id,
-/// access log and metrics, request timeout, then the route.
+/// access log and metrics, request timeout, the handler's own task, then the route.
 pub fn app(state: AppState, request_timeout: Duration) -> Router {
     crate::observability::metrics(); // installed before the first request counts
     routes::all()
@@ -65,6 +65,7 @@ pub fn app(state: AppState, request_timeout: Duration) -> Router {
             ApiError::MethodNotAllowed(method.to_string()).into_response()
         })
         .with_state(state)
+        .layer(axum::middleware::from_fn(crate::limits::run_to_completion))
         .layer(axum::middleware::from_fn_with_state(
             request_timeout,
             crate::limits::timeout_middleware,

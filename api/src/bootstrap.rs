@@ -61,6 +61,11 @@ pub fn connect_options(url: &str) -> anyhow::Result<PgConnectOptions> {
             .trim_matches(['[', ']'])
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback());
+    // Every statement is prepared once per connection and then planned once: PostgreSQL's
+    // default (`auto`) kept re-planning `id = ANY($1)` on every execution, because the
+    // generic plan's estimate for an array of unknown length looked worse than the custom
+    // ones. All our statements are index lookups whose plan does not depend on the values.
+    let options = options.options([("plan_cache_mode", "force_generic_plan")]);
     Ok(if loopback && !chooses_ssl {
         options.ssl_mode(PgSslMode::Disable)
     } else {
@@ -83,9 +88,13 @@ pub async fn connect_and_migrate(url: &str, config: &Config) -> anyhow::Result<P
             }
         }
     }
+    // No ping before every acquire (sqlx's default): it is a round trip per query. A
+    // connection that died while idle fails its next query instead, which answers 503 like
+    // any outage and is then discarded, and the pool reconnects.
     let pool = PgPoolOptions::new()
         .max_connections(config.db_max_connections)
         .acquire_timeout(Duration::from_secs(config.db_acquire_timeout_secs))
+        .test_before_acquire(false)
         .connect_with(connect_options(url)?)
         .await
         .context("cannot connect to the database")?;

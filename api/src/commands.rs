@@ -112,11 +112,15 @@ impl UserQueues {
             .entry(user_id)
             .or_default()
             .clone();
-        let guard = queue.clone().lock_owned().await;
+        let (guard, waited) = match queue.clone().try_lock_owned() {
+            Ok(guard) => (guard, false),
+            Err(_) => (queue.lock_owned().await, true),
+        };
         Turn {
             queues: self,
             user_id,
             guard: Some(guard),
+            waited,
         }
     }
 }
@@ -126,6 +130,15 @@ pub struct Turn<'a> {
     queues: &'a UserQueues,
     user_id: i64,
     guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    waited: bool,
+}
+
+impl Turn<'_> {
+    /// Whether another write to this user ran while this one waited: what was read of the
+    /// user before the wait is then stale.
+    pub fn waited(&self) -> bool {
+        self.waited
+    }
 }
 
 impl Drop for Turn<'_> {

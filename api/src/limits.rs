@@ -171,9 +171,20 @@ impl AsyncWrite for LimitedStream {
     }
 }
 
+/// Runs the rest of the request in its own task, so that it always runs to completion: a
+/// client that disconnects (or a request timeout) drops only the wait for the answer, never
+/// a write or a database conversation half-way (a connection abandoned mid-transaction could
+/// go back to the pool still inside it).
+pub async fn run_to_completion(request: Request, next: Next) -> Response {
+    match tokio::spawn(next.run(request)).await {
+        Ok(response) => response,
+        Err(error) => ApiError::internal(format!("request task failed: {error}")).into_response(),
+    }
+}
+
 /// Answers `503` when the handler takes longer than the configured request timeout. The
-/// handler is dropped at that point: a write not yet committed is rolled back, one
-/// committed stays (the client sees `503` either way, as with any lost answer).
+/// handler itself runs on to completion (see [`run_to_completion`]): its write is stored or
+/// not, as if the answer had been lost on the way.
 pub async fn timeout_middleware(
     axum::extract::State(limit): axum::extract::State<Duration>,
     request: Request,

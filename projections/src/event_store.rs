@@ -309,23 +309,26 @@ pub async fn append(
                    AS e (sequence, event_type, event_version, payload, metadata)
             RETURNING 1)"#
             .to_owned(),
-        r#"written AS (
+        if before.exists {
+            // A plain UPDATE (not an upsert, which tries an insert first): unchanged indexed
+            // columns keep it a HOT update.
+            r#"written AS (
+            UPDATE users
+               SET email = $7, first_name = $8, last_name = $9, organisation_id = $10,
+                   is_admin = $11, is_staff = $12, is_active = $13, is_email_verified = $14,
+                   is_superuser = $15, password_hash = $16, last_sequence = $17,
+                   group_names = $18
+             WHERE id = $1
+            RETURNING 1)"#
+        } else {
+            r#"written AS (
             INSERT INTO users (id, email, first_name, last_name, organisation_id, is_admin,
                                is_staff, is_active, is_email_verified, is_superuser,
                                password_hash, created, last_sequence, group_names)
             VALUES ($1, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, now(), $17, $18)
-            ON CONFLICT (id) DO UPDATE
-               SET email = EXCLUDED.email, first_name = EXCLUDED.first_name,
-                   last_name = EXCLUDED.last_name, organisation_id = EXCLUDED.organisation_id,
-                   is_admin = EXCLUDED.is_admin, is_staff = EXCLUDED.is_staff,
-                   is_active = EXCLUDED.is_active,
-                   is_email_verified = EXCLUDED.is_email_verified,
-                   is_superuser = EXCLUDED.is_superuser,
-                   password_hash = EXCLUDED.password_hash,
-                   last_sequence = EXCLUDED.last_sequence,
-                   group_names = EXCLUDED.group_names
             RETURNING 1)"#
-            .to_owned(),
+        }
+        .to_owned(),
     ];
     let email_changed =
         !before.exists || normalize_email(&before.email) != normalize_email(&after.email);
@@ -372,7 +375,11 @@ pub async fn append(
         parts.join(",\n")
     );
     let (organisations, deltas): (Vec<i64>, Vec<i64>) = count_changes.into_iter().unzip();
-    let (inserted, written): (i64, i64) = sqlx::query_as(&sql)
+    // `fetch_all`, not `fetch_one`: the whole answer is read up to the end, so an error
+    // PostgreSQL reports after the row (a CTE the final SELECT does not read runs to
+    // completion after it) is returned here, never left for the next user of the
+    // connection.
+    let rows: Vec<(i64, i64)> = sqlx::query_as(&sql)
         .bind(user_id)
         .bind(&sequences)
         .bind(&event_types)
@@ -394,13 +401,14 @@ pub async fn append(
         .bind(normalize_email(&after.email))
         .bind(&organisations)
         .bind(&deltas)
-        .fetch_one(pool)
+        .fetch_all(pool)
         .await
         .map_err(|e| match violated_constraint(&e) {
             Some("events_pkey") => PersistenceError::OptimisticLockError,
             Some("email_claims_pkey") => PersistenceError::UnknownError(Box::new(EmailTaken)),
             _ => unknown_error(e),
         })?;
+    let (inserted, written) = rows.first().copied().unwrap_or_default();
     if inserted != events.len() as i64 || written != 1 {
         return Err(PersistenceError::UnknownError(
             format!("append wrote {inserted} events and {written} rows").into(),

@@ -555,6 +555,9 @@ impl DecidedWrite<'_> {
     ) -> Result<users::UserView, ApiError> {
         let metadata = metadata(self.caller, self.request_id);
         let turn = state.commands.turn(self.user_id).await;
+        if turn.waited() {
+            self.first = None;
+        }
         for attempt in 1..=MAX_ATTEMPTS {
             let (target, user) = match self.first.take() {
                 Some(first) => first,
