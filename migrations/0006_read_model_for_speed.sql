@@ -7,7 +7,7 @@
 ALTER TABLE users ADD COLUMN group_names text[] NOT NULL DEFAULT '{}';
 UPDATE users u
    SET group_names = g.names
-  FROM (SELECT user_id, array_agg(group_name ORDER BY group_name) AS names
+  FROM (SELECT user_id, array_agg(group_name ORDER BY group_name COLLATE "C") AS names
           FROM user_groups GROUP BY user_id) g
  WHERE g.user_id = u.id;
 
