@@ -48,12 +48,16 @@ pub async fn database_url(config: &Config) -> anyhow::Result<String> {
 /// The connection options of `url`. A URL that does not choose an `sslmode` gets sqlx's
 /// default (`prefer`: TLS when the server offers it), except to a loopback address, where
 /// TLS protects nothing and costs an encryption of every message both ways (it was ~10 %
-/// of the service's CPU under load): there it is `disable`. `?sslmode=...` always wins.
+/// of the service's CPU under load): there it is `disable`. `?sslmode=...` (or
+/// `PGSSLMODE`) always wins.
 pub fn connect_options(url: &str) -> anyhow::Result<PgConnectOptions> {
     let options: PgConnectOptions = url.parse().context("DATABASE_URL is not a valid URL")?;
-    let chooses_ssl = url
-        .split_once('?')
-        .is_some_and(|(_, query)| query.split('&').any(|pair| pair.starts_with("sslmode=")));
+    let chooses_ssl = std::env::var_os("PGSSLMODE").is_some()
+        || url.split_once('?').is_some_and(|(_, query)| {
+            query
+                .split('&')
+                .any(|pair| pair.starts_with("sslmode=") || pair.starts_with("ssl-mode="))
+        });
     let host = options.get_host();
     let loopback = host == "localhost"
         || host.starts_with('/')

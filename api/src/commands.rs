@@ -95,7 +95,6 @@ pub struct CommandBus {
 pub struct Decided {
     pub state: User,
     pub version: i64,
-    pub events: usize,
 }
 
 /// Commands to one user from this process take turns, so they do not conflict with each
@@ -263,7 +262,6 @@ impl CommandBus {
             match &result {
                 Ok(_) => "ok",
                 Err(CommandError::Conflict) => "conflict",
-                Err(CommandError::Stale) => "stale",
                 Err(CommandError::Domain(_) | CommandError::EmailTaken) => "rejected",
                 Err(_) => "error",
             },
@@ -275,7 +273,6 @@ impl CommandBus {
         Ok(Decided {
             state,
             version: version + i64::try_from(events).unwrap_or(i64::MAX),
-            events,
         })
     }
 
@@ -323,7 +320,7 @@ impl CommandBus {
 }
 
 /// Spreads the losers of a race out so they do not collide again in lockstep.
-async fn backoff(user_id: i64, attempt: usize) {
+pub async fn backoff(user_id: i64, attempt: usize) {
     tracing::debug!(user_id, attempt, "concurrent write; deciding again");
     let jitter = rand::random::<u64>() % (2 << attempt);
     tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;

@@ -63,6 +63,23 @@ impl ApiError {
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         Self::Internal(cause.to_string())
     }
+
+    /// Whether the request was refused before anything could have been written (a 4xx
+    /// other than a conflict): retrying it unchanged is pointless, and nothing happened.
+    pub fn is_client_error(&self) -> bool {
+        matches!(
+            self,
+            Self::Validation(_)
+                | Self::MalformedJson(_)
+                | Self::NotAuthenticated
+                | Self::InvalidToken
+                | Self::InactiveUser
+                | Self::Forbidden
+                | Self::NotFound
+                | Self::PayloadTooLarge
+                | Self::UnsupportedMediaType(_)
+        )
+    }
 }
 
 impl From<sqlx::Error> for ApiError {

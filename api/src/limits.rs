@@ -2,7 +2,7 @@
 //! - at most `max_connections` open at once: further clients wait in the kernel's accept
 //!   queue until one closes (they are not refused, and nothing is read from them);
 //! - a connection on which nothing is read or written for `idle_timeout` is closed (idle
-//!   keep-alive connections, and clients that send a request too slowly).
+//!   keep-alive connections, and clients that go silent in the middle of a request).
 //!
 //! Bodies are limited to 64 KiB by the JSON extractor (`413`), and every request to
 //! `request_timeout` by [`timeout_middleware`] (`503`).
@@ -176,11 +176,12 @@ impl AsyncWrite for LimitedStream {
 /// a write or a database conversation half-way (a connection abandoned mid-transaction could
 /// go back to the pool still inside it).
 pub async fn run_to_completion(request: Request, next: Next) -> Response {
-    // Reads are one statement outside any transaction: nothing to protect, no task to pay.
+    // Reads run no transaction and write nothing: nothing to protect, no task to pay.
     if request.method() == axum::http::Method::GET {
         return next.run(request).await;
     }
-    match tokio::spawn(next.run(request)).await {
+    // The request's span (its id) goes along into the task.
+    match tokio::spawn(tracing::Instrument::in_current_span(next.run(request))).await {
         Ok(response) => response,
         Err(error) => ApiError::internal(format!("request task failed: {error}")).into_response(),
     }

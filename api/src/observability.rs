@@ -5,8 +5,9 @@
 //! paths):
 //! - `http_requests_total{method,route,status}` and
 //!   `http_request_duration_seconds{method,route,status}` (histogram);
-//! - `commands_total{command,outcome}` (`ok`, `conflict`, `stale`, `rejected`, `error`) and
-//!   `command_conflicts_total{command}` (every lost race, also those re-decided successfully);
+//! - `commands_total{command,outcome}`: every decision of a command, `ok`, `conflict` (lost
+//!   a race: decided again, or `409` after the last attempt), `rejected` (by the domain) or
+//!   `error`; and `command_conflicts_total{command}`, the lost races alone;
 //! - `db_pool_connections{state}` (`in_use`, `idle`, `max`), read at scrape time;
 //! - `login_failures_total`, `login_throttled_total`.
 
@@ -14,6 +15,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -46,6 +48,9 @@ pub fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::Worker
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
+        // A few thousand lines in flight at most (the default, 128 000, let a burst hold
+        // tens of MiB): past that a request waits for the writer.
+        .buffered_lines_limit(4096)
         .thread_name("log-writer")
         .finish(std::io::BufWriter::new(std::io::stderr()));
     install_logging(format, filter, ansi, writer);
@@ -108,7 +113,17 @@ fn route_label(request: &Request) -> String {
 /// Logs and counts every request. Runs inside the request-id middleware.
 pub async fn middleware(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
+    // Bounded: any extension method counts as `other`.
+    let method = match *request.method() {
+        Method::GET
+        | Method::POST
+        | Method::PUT
+        | Method::PATCH
+        | Method::DELETE
+        | Method::HEAD
+        | Method::OPTIONS => request.method().to_string(),
+        _ => "other".to_owned(),
+    };
     let route = route_label(&request);
     let request_id = request
         .extensions()

@@ -15,12 +15,12 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::projector::{self, Envelope, Tables};
 
-/// The email a command wanted is claimed by another user. Travels through cqrs-es as
-/// `PersistenceError::UnknownError` and is told apart by downcasting.
-/// Metadata key by which a command demands that its events directly follow a version (an
-/// HTTP `If-Match`). Checked and removed here, never stored.
+/// Metadata key by which a command demands that its events directly follow a version.
+/// Checked and removed by [`UserEventRepository::persist`], never stored.
 pub const EXPECTED_VERSION: &str = "expected_version";
 
+/// The email a command wanted is claimed by another user. Travels as
+/// `PersistenceError::UnknownError` and is told apart by downcasting.
 #[derive(Debug, thiserror::Error)]
 #[error("a user with this email already exists")]
 pub struct EmailTaken;
@@ -252,6 +252,14 @@ fn violated_constraint(error: &sqlx::Error) -> Option<&str> {
         .and_then(PgDatabaseError::constraint)
 }
 
+/// SQLSTATE 40P01 (deadlock detected) or 40001 (serialization failure).
+fn is_lost_race(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .and_then(|db| db.code())
+        .is_some_and(|code| code == "40P01" || code == "40001")
+}
+
 fn connection_error(error: sqlx::Error) -> PersistenceError {
     PersistenceError::ConnectionError(Box::new(error))
 }
@@ -374,6 +382,9 @@ pub async fn append(
         "WITH {} SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM written)",
         parts.join(",\n")
     );
+    // Count rows are locked in organisation order, so that two opposite moves cannot
+    // deadlock.
+    count_changes.sort_unstable();
     let (organisations, deltas): (Vec<i64>, Vec<i64>) = count_changes.into_iter().unzip();
     // `fetch_all`, not `fetch_one`: the whole answer is read up to the end, so an error
     // PostgreSQL reports after the row (a CTE the final SELECT does not read runs to
@@ -406,6 +417,8 @@ pub async fn append(
         .map_err(|e| match violated_constraint(&e) {
             Some("events_pkey") => PersistenceError::OptimisticLockError,
             Some("email_claims_pkey") => PersistenceError::UnknownError(Box::new(EmailTaken)),
+            // A deadlock or serialization failure lost to a concurrent write: decide again.
+            _ if is_lost_race(&e) => PersistenceError::OptimisticLockError,
             _ => unknown_error(e),
         })?;
     let (inserted, written) = rows.first().copied().unwrap_or_default();

@@ -1,7 +1,5 @@
 //! Queries of the groups and permissions tables.
 
-use std::collections::HashMap;
-
 use sqlx::PgPool;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,35 +12,6 @@ pub struct PermissionView {
 pub struct GroupView {
     pub name: String,
     pub permissions: Vec<PermissionView>,
-}
-
-/// The groups of each user, in name order, each with its permissions in codename order.
-pub async fn of_users(
-    pool: &PgPool,
-    user_ids: &[i64],
-) -> sqlx::Result<HashMap<i64, Vec<GroupView>>> {
-    let mut result: HashMap<i64, Vec<GroupView>> = HashMap::new();
-    if user_ids.is_empty() {
-        return Ok(result);
-    }
-    let rows: Vec<(i64, String, Option<String>, Option<String>)> = sqlx::query_as(
-        r#"
-        SELECT ug.user_id, g.name, p.codename, p.name
-          FROM user_groups ug
-          JOIN groups g ON g.name = ug.group_name
-          LEFT JOIN group_permissions gp ON gp.group_name = g.name
-          LEFT JOIN permissions p ON p.codename = gp.codename
-         WHERE ug.user_id = ANY($1)
-         ORDER BY ug.user_id, g.name, p.codename
-        "#,
-    )
-    .bind(user_ids)
-    .fetch_all(pool)
-    .await?;
-    for (user_id, group, codename, name) in rows {
-        push_row(result.entry(user_id).or_default(), group, codename, name);
-    }
-    Ok(result)
 }
 
 /// Adds one (group, permission) row of a query ordered by group name, then codename.

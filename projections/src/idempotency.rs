@@ -11,8 +11,8 @@ pub enum Claim {
     /// The key was used with this body and finished: answer as then.
     Replay {
         user_id: i64,
-        response: Option<Value>,
-        version: Option<i64>,
+        response: Value,
+        version: i64,
     },
     /// The first request with this key is still running (or died before it wrote anything
     /// and is not yet old enough to be taken over).
@@ -90,11 +90,11 @@ pub async fn claim(
         if stored != fingerprint {
             return Ok(Claim::Mismatch);
         }
-        if response.is_some() {
+        if let Some(response) = response {
             return Ok(Claim::Replay {
                 user_id,
                 response,
-                version,
+                version: version.unwrap_or(1),
             });
         }
         if abandoned {

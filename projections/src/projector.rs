@@ -201,8 +201,13 @@ impl Row<'_> {
         let Some(counts) = &self.tables.counts else {
             return Ok(());
         };
-        let organisations: Vec<i64> = deltas.iter().map(|(org, _)| org.unwrap_or(0)).collect();
-        let changes: Vec<i64> = deltas.iter().map(|(_, delta)| *delta).collect();
+        // In organisation order, so that concurrent opposite moves cannot deadlock.
+        let mut deltas: Vec<(i64, i64)> = deltas
+            .iter()
+            .map(|(org, delta)| (org.unwrap_or(0), *delta))
+            .collect();
+        deltas.sort_unstable();
+        let (organisations, changes): (Vec<i64>, Vec<i64>) = deltas.into_iter().unzip();
         sqlx::query(&format!(
             "INSERT INTO {counts} (organisation_id, users)
              SELECT organisation_id, sum(delta)

@@ -286,18 +286,6 @@ struct UserRowWithHash {
     password_hash: String,
 }
 
-/// One user, read without a shared catalog cache (for the CLI and tests).
-pub async fn find(pool: &PgPool, id: i64) -> sqlx::Result<Option<UserView>> {
-    ReadModel::new(pool.clone()).find(id).await
-}
-
-/// One page of users (see [`ReadModel::list`]).
-pub async fn list(pool: &PgPool, scope: ListScope, offset: i64, limit: i64) -> sqlx::Result<Page> {
-    ReadModel::new(pool.clone())
-        .list(scope, offset, limit)
-        .await
-}
-
 /// What login needs: the stored hash and whether the account may log in.
 pub struct Credentials {
     pub id: i64,

@@ -468,3 +468,30 @@ async fn an_idle_connection_is_closed() {
         .await
         .starts_with("HTTP/1.1 200"));
 }
+
+#[tokio::test]
+async fn a_retry_after_the_first_request_died_past_its_commit_answers_that_user() {
+    let app = TestApp::spawn().await;
+    let token = app.superuser_token.clone();
+    let body = new_user("orphan@example.com");
+    let (status, first) = status_json(post_with_key(&app, &token, "key-crash", &body).await).await;
+    assert_eq!(status, 201);
+    // As if the process died after the commit and before recording the answer, long ago.
+    sqlx::query(
+        "UPDATE idempotency_keys SET response = NULL, version = NULL,
+                created_at = now() - interval '10 minutes'",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let (status, again) = status_json(post_with_key(&app, &token, "key-crash", &body).await).await;
+    assert_eq!(status, 201, "{again}");
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(
+        created_events_with_email(&app, "orphan@example.com").await,
+        1
+    );
+    // And the answer is recorded now.
+    let (status, third) = status_json(post_with_key(&app, &token, "key-crash", &body).await).await;
+    assert_eq!((status, &third["id"]), (201, &first["id"]));
+}

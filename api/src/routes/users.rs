@@ -172,10 +172,23 @@ pub(crate) async fn create(
     let (user_id, response, version) = match claim {
         Claim::Mismatch => return Err(ApiError::IdempotencyMismatch),
         Claim::Run { user_id } => {
-            let result = create_user(&state, &caller, &request_id, &body, Some(user_id)).await;
-            let Ok(user) = result else {
-                projections::idempotency::release(&state.pool, caller.id(), &key).await?;
-                return result.map(created_response);
+            // A key taken over from a request that died may have created its user already.
+            let user = match state.read.find(user_id).await? {
+                Some(user) => user,
+                None => {
+                    match create_user(&state, &caller, &request_id, &body, Some(user_id)).await {
+                        Ok(user) => user,
+                        Err(error) => {
+                            // Free the key only when the create surely did not happen; after
+                            // a 5xx its user may exist, and a retry finds it by the id.
+                            if error.is_client_error() {
+                                projections::idempotency::release(&state.pool, caller.id(), &key)
+                                    .await?;
+                            }
+                            return Err(error);
+                        }
+                    }
+                }
             };
             let version = user.version;
             let json =
@@ -186,12 +199,12 @@ pub(crate) async fn create(
         }
         Claim::Replay {
             user_id,
-            response: Some(response),
+            response,
             version,
-        } => (user_id, response, version.unwrap_or(1)),
-        // Created, but the first request has not recorded its answer (yet, or ever: its
-        // process died after the commit): answer from the read model.
-        Claim::Replay { user_id, .. } | Claim::InProgress { user_id } => {
+        } => (user_id, response, version),
+        // The first request has not recorded its answer: still running, or its process died
+        // after the commit (then its user is there to answer with).
+        Claim::InProgress { user_id } => {
             let user = state
                 .read
                 .find(user_id)
@@ -585,11 +598,7 @@ impl DecidedWrite<'_> {
                         .view_after(&target, &decided.state, decided.version));
                 }
                 Err(CommandError::Conflict) => {
-                    tracing::debug!(
-                        user_id = self.user_id,
-                        attempt,
-                        "written meanwhile; deciding again"
-                    );
+                    crate::commands::backoff(self.user_id, attempt).await;
                 }
                 Err(other) => return Err(other.into()),
             }
