@@ -74,22 +74,7 @@ pub async fn catalog(pool: &PgPool) -> sqlx::Result<(i64, Vec<GroupView>)> {
 
 /// Every group with its permissions, in name order.
 pub async fn list_all(pool: &PgPool) -> sqlx::Result<Vec<GroupView>> {
-    let rows: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
-        r#"
-        SELECT g.name, p.codename, p.name
-          FROM groups g
-          LEFT JOIN group_permissions gp ON gp.group_name = g.name
-          LEFT JOIN permissions p ON p.codename = gp.codename
-         ORDER BY g.name, p.codename
-        "#,
-    )
-    .fetch_all(pool)
-    .await?;
-    let mut groups: Vec<GroupView> = Vec::new();
-    for (group, codename, name) in rows {
-        push_row(&mut groups, group, codename, name);
-    }
-    Ok(groups)
+    Ok(catalog(pool).await?.1)
 }
 
 #[derive(Debug, thiserror::Error)]

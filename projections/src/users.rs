@@ -219,25 +219,9 @@ impl ReadModel {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        UserView {
-            id: before.id,
-            email: state.email.clone(),
-            first_name: state.first_name.clone(),
-            last_name: state.last_name.clone(),
-            organisation_id: state.organisation_id,
-            is_admin: state.is_admin,
-            is_staff: state.is_staff,
-            is_active: state.is_active,
-            is_email_verified: state.is_email_verified,
-            is_superuser: state.is_superuser,
-            created: before.created,
-            groups: state
-                .groups
-                .iter()
-                .filter_map(|name| catalog.groups.get(name).cloned())
-                .collect(),
-            version,
-        }
+        view_of(before.id, state, before.created, version, |name| {
+            catalog.groups.get(name).cloned()
+        })
     }
 
     /// One page of users in id order, with the number of users in the scope (kept in
@@ -276,6 +260,32 @@ impl ReadModel {
             count,
             users: self.views(rows).await?,
         })
+    }
+}
+
+/// User `id` as the API shows it, in `state` at `version`; `group` finds a group with its
+/// permissions (a group that no longer exists is left out).
+pub fn view_of(
+    id: i64,
+    state: &User,
+    created: DateTime<Utc>,
+    version: i64,
+    group: impl Fn(&str) -> Option<GroupView>,
+) -> UserView {
+    UserView {
+        id,
+        email: state.email.clone(),
+        first_name: state.first_name.clone(),
+        last_name: state.last_name.clone(),
+        organisation_id: state.organisation_id,
+        is_admin: state.is_admin,
+        is_staff: state.is_staff,
+        is_active: state.is_active,
+        is_email_verified: state.is_email_verified,
+        is_superuser: state.is_superuser,
+        created,
+        groups: state.groups.iter().filter_map(|name| group(name)).collect(),
+        version,
     }
 }
 

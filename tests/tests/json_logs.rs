@@ -2,31 +2,16 @@
 //! its request id, route, status and latency. Own test binary: it installs the global log
 //! subscriber.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use api::observability::{install_logging, LogFormat};
 use reqwest::Method;
 use serde_json::Value;
+use tests::CapturedLogs;
 use tests::TestApp;
 use tracing_subscriber::EnvFilter;
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn json_logs_have_one_access_line_per_request() {
-    let logs = Captured::default();
+    let logs = CapturedLogs::default();
     let writer = logs.clone();
     assert!(install_logging(
         LogFormat::Json,
@@ -52,7 +37,7 @@ async fn json_logs_have_one_access_line_per_request() {
         .unwrap();
     assert_eq!(missing.status(), 404);
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let lines: Vec<Value> = text
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))

@@ -1,29 +1,14 @@
 //! No response body or log line ever contains a password or its hash. Own test binary: it
 //! installs a global log subscriber capturing everything at TRACE level.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use reqwest::Method;
 use serde_json::json;
+use tests::CapturedLogs;
 use tests::{status_json, TestApp};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test]
 async fn no_response_or_log_line_contains_a_password_or_its_hash() {
-    let logs = Captured::default();
+    let logs = CapturedLogs::default();
     let writer = logs.clone();
     tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
@@ -104,7 +89,7 @@ async fn no_response_or_log_line_contains_a_password_or_its_hash() {
     assert!(hash.starts_with("$argon2id$"), "stored as an argon2id hash");
     let salt_and_digest = hash.rsplit_once("$").map(|(_, digest)| digest).unwrap();
 
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(
         logs.contains("/api/v1/auth/login"),
         "the logs were captured"

@@ -6,9 +6,9 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use domain::User;
-use projections::groups;
 use projections::history::{self, StoredEvent};
 use projections::users::UserView;
+use projections::{groups, users};
 use serde_json::{json, Value};
 
 use crate::auth::Caller;
@@ -128,22 +128,7 @@ pub async fn user_as_of(
         return Ok(None);
     }
     let all_groups = groups::list_all(&state.pool).await?;
-    Ok(Some(UserView {
-        id,
-        email: user.email,
-        first_name: user.first_name,
-        last_name: user.last_name,
-        organisation_id: user.organisation_id,
-        is_admin: user.is_admin,
-        is_staff: user.is_staff,
-        is_active: user.is_active,
-        is_email_verified: user.is_email_verified,
-        is_superuser: user.is_superuser,
-        created,
-        groups: all_groups
-            .into_iter()
-            .filter(|group| user.groups.contains(&group.name))
-            .collect(),
-        version,
-    }))
+    Ok(Some(users::view_of(id, &user, created, version, |name| {
+        all_groups.iter().find(|group| group.name == name).cloned()
+    })))
 }

@@ -218,15 +218,12 @@ pub(crate) async fn create(
             )
         }
     };
-    let mut response = (StatusCode::CREATED, Json(response)).into_response();
-    let headers = response.headers_mut();
-    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/users/{user_id}")) {
-        headers.insert(header::LOCATION, location);
-    }
-    if let Ok(etag) = HeaderValue::from_str(&format!("\"{version}\"")) {
-        headers.insert(header::ETAG, etag);
-    }
-    Ok(response)
+    Ok(respond(
+        StatusCode::CREATED,
+        response,
+        version,
+        Some(user_id),
+    ))
 }
 
 /// Validates a create body against the database, authorizes it and creates the user, with
@@ -281,12 +278,13 @@ async fn create_user(
 
 /// `201` with the user, `ETag` and `Location`.
 fn created_response(user: users::UserView) -> Response {
-    let id = user.id;
-    let mut response = user_response(StatusCode::CREATED, user);
-    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/users/{id}")) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    response
+    let (id, version) = (user.id, user.version);
+    respond(
+        StatusCode::CREATED,
+        UserResponse::from(user),
+        version,
+        Some(id),
+    )
 }
 
 /// Full update: required fields must be present; omitted optional fields stay.
@@ -668,10 +666,26 @@ fn metadata(caller: &Caller, request_id: &RequestId) -> Metadata {
 
 /// The user object with its version as `ETag`.
 fn user_response(status: StatusCode, user: users::UserView) -> Response {
-    let etag = HeaderValue::from_str(&format!("\"{}\"", user.version)).ok();
-    let mut response = (status, Json(UserResponse::from(user))).into_response();
-    if let Some(etag) = etag {
-        response.headers_mut().insert(header::ETAG, etag);
+    let version = user.version;
+    respond(status, UserResponse::from(user), version, None)
+}
+
+/// A user body with its `ETag` (the version) and, for a create, its `Location`.
+fn respond(
+    status: StatusCode,
+    body: impl serde::Serialize,
+    version: i64,
+    location: Option<i64>,
+) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    let headers = response.headers_mut();
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        headers.insert(header::ETAG, etag);
+    }
+    if let Some(id) = location {
+        if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/users/{id}")) {
+            headers.insert(header::LOCATION, location);
+        }
     }
     response
 }
