@@ -111,7 +111,13 @@ pub enum GroupsCommand {
 
 pub async fn run() -> ExitCode {
     let cli = Cli::parse();
-    let _log_writer = crate::observability::init_logging(cli.config.log_format);
+    let _log_writer = match crate::observability::init_logging(cli.config.log_format) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("error: cannot start the log writer thread: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&cli.config).await,
         Command::Migrate => migrate(&cli.config).await,

@@ -12,6 +12,7 @@ pub mod dto;
 pub mod error;
 pub mod idempotency;
 pub mod limits;
+pub mod log_writer;
 pub mod observability;
 pub mod openapi;
 pub mod pagination;

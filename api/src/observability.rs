@@ -22,6 +22,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
+use crate::log_writer::{BatchedWriter, FlushGuard};
 use crate::request_id::RequestId;
 
 /// Latency buckets in seconds: from a cached read to a slow password hash.
@@ -41,23 +42,17 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the log subscriber once (later calls do nothing), writing to stderr from a
-/// background thread in batches (nothing is dropped: a request waits if the thread falls
-/// far behind). The filter comes from `RUST_LOG`, by default `info` for the service and
-/// `warn` for sqlx. Keep the returned guard until exit: dropping it flushes the last lines.
-pub fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+/// Installs the log subscriber once (later calls do nothing), writing to stderr in batches
+/// from a background thread ([`crate::log_writer`]: nothing is dropped). The filter comes
+/// from `RUST_LOG`, by default `info` for the service and `warn` for sqlx. Keep the returned
+/// guard until exit: dropping it writes out the last lines.
+pub fn init_logging(format: LogFormat) -> std::io::Result<FlushGuard> {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        // A few thousand lines in flight at most (the default, 128 000, let a burst hold
-        // tens of MiB): past that a request waits for the writer.
-        .buffered_lines_limit(4096)
-        .thread_name("log-writer")
-        .finish(std::io::BufWriter::new(std::io::stderr()));
+    let (writer, guard) = BatchedWriter::start(std::io::stderr())?;
     install_logging(format, filter, ansi, writer);
-    guard
+    Ok(guard)
 }
 
 /// Installs the global log subscriber writing to `writer`; `false` if one was installed
