@@ -82,11 +82,12 @@ impl TokenKeys {
 }
 
 /// The user named by the request's `{id}` path parameter, read with the caller (before the
-/// handler holds the user's turn to write: a write must check it is still current).
+/// handler holds the user's turn to write: a write must check it is still current). A
+/// write also gets the user's state to decide on; a read (GET, HEAD) does not need it.
 #[derive(Debug, Clone)]
 pub struct Prefetched {
     pub view: UserView,
-    pub state: domain::User,
+    pub state: Option<domain::User>,
 }
 
 /// The request's `{id}` names no user (found out while reading the caller).
@@ -132,7 +133,16 @@ impl FromRequestParts<AppState> for Caller {
             Some(target) => &[user_id, target],
             None => &[user_id],
         };
-        let mut found = state.read.find_many_for_write(ids).await?;
+        let mut found: Vec<(UserView, Option<domain::User>)> = if parts.method.is_safe() {
+            let views = state.read.find_many(ids).await?;
+            views.into_iter().map(|view| (view, None)).collect()
+        } else {
+            let found = state.read.find_many_for_write(ids).await?;
+            found
+                .into_iter()
+                .map(|(view, user)| (view, Some(user)))
+                .collect()
+        };
         if let Some(target) = target {
             if let Some(index) = found.iter().position(|(user, _)| user.id == target) {
                 let (view, state) = found.swap_remove(index);

@@ -73,10 +73,14 @@ impl UserRow {
     }
 }
 
-const USER_COLUMNS: &str =
-    "id, email, first_name, last_name, organisation_id, is_admin, is_staff, \
-     is_active, is_email_verified, is_superuser, created, last_sequence, group_names, \
-     (SELECT version FROM group_catalog) AS catalog_version";
+macro_rules! user_columns {
+    () => {
+        "id, email, first_name, last_name, organisation_id, is_admin, is_staff, \
+         is_active, is_email_verified, is_superuser, created, last_sequence, group_names, \
+         (SELECT version FROM group_catalog) AS catalog_version"
+    };
+}
+const USER_COLUMNS: &str = user_columns!();
 
 /// Which users a list may show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,8 +169,10 @@ impl ReadModel {
 
     /// The users with these ids that exist, in id order.
     pub async fn find_many(&self, ids: &[i64]) -> sqlx::Result<Vec<UserView>> {
-        let rows: Vec<UserRow> = sqlx::query_as(&format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE id = ANY($1) ORDER BY id"
+        let rows: Vec<UserRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = ANY($1) ORDER BY id"
         ))
         .bind(ids)
         .fetch_all(&self.pool)
@@ -183,8 +189,10 @@ impl ReadModel {
 
     /// [`Self::find_for_write`] for several users in one round trip, in id order.
     pub async fn find_many_for_write(&self, ids: &[i64]) -> sqlx::Result<Vec<(UserView, User)>> {
-        let found: Vec<UserRowWithHash> = sqlx::query_as(&format!(
-            "SELECT {USER_COLUMNS}, password_hash FROM users WHERE id = ANY($1) ORDER BY id"
+        let found: Vec<UserRowWithHash> = sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            ", password_hash FROM users WHERE id = ANY($1) ORDER BY id"
         ))
         .bind(ids)
         .fetch_all(&self.pool)

@@ -400,7 +400,13 @@ async fn current_target(
     absent: Option<Absent>,
 ) -> Result<(users::UserView, domain::User), ApiError> {
     match (prefetched, absent) {
-        (Some(Prefetched { view, state }), _) if view.id == id => Ok((view, state)),
+        (
+            Some(Prefetched {
+                view,
+                state: Some(state),
+            }),
+            _,
+        ) if view.id == id => Ok((view, state)),
         (_, Some(Absent(missing))) if missing == id => Err(ApiError::NotFound),
         _ => state
             .read
