@@ -9,6 +9,7 @@ use axum::response::IntoResponse;
 use axum::Router;
 
 use domain::{Argon2Hasher, UserServices};
+use projections::connections::Connections;
 use projections::users::ReadModel;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -23,7 +24,10 @@ use crate::state::AppState;
 
 /// Everything the HTTP application needs, already resolved (no I/O left but binding).
 pub struct Settings {
+    /// For everything but the request path's reads and writes of users.
     pub pool: PgPool,
+    /// How many connections those reads and writes may open (with `pool`'s options).
+    pub request_connections: u32,
     pub bind: SocketAddr,
     pub jwt_secret: Vec<u8>,
     pub access_token_ttl: Duration,
@@ -76,7 +80,10 @@ pub fn app(state: AppState, request_timeout: Duration) -> Router {
 
 pub fn state(settings: &Settings) -> AppState {
     let hasher = Argon2Hasher::owasp(settings.hash_concurrency);
-    let read = ReadModel::new(settings.pool.clone());
+    let read = ReadModel::with_connections(
+        settings.pool.clone(),
+        Connections::like(&settings.pool, settings.request_connections),
+    );
     AppState {
         pool: settings.pool.clone(),
         commands: CommandBus::with_read_model(

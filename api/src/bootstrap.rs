@@ -95,8 +95,10 @@ pub async fn connect_and_migrate(url: &str, config: &Config) -> anyhow::Result<P
     // No ping before every acquire (sqlx's default): it is a round trip per query. A
     // connection that died while idle fails its next query instead, which answers 503 like
     // any outage and is then discarded, and the pool reconnects.
+    // The request path's reads and writes of users have their own connections (see
+    // `projections::connections`); this pool gets the rest.
     let pool = PgPoolOptions::new()
-        .max_connections(config.db_max_connections)
+        .max_connections(config.db_connections().1)
         .acquire_timeout(Duration::from_secs(config.db_acquire_timeout_secs))
         .test_before_acquire(false)
         .connect_with(connect_options(url)?)

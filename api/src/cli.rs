@@ -168,6 +168,7 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
     let jwt_secret = bootstrap::jwt_secret(config)?;
     let settings = Settings {
         pool: pool.clone(),
+        request_connections: config.db_connections().0,
         bind: config.bind,
         jwt_secret,
         access_token_ttl: Duration::from_secs(config.access_token_ttl_secs),

@@ -312,9 +312,15 @@ impl CommandBus {
             })
             .collect::<Result<Vec<_>, serde_json::Error>>()
             .map_err(|e| CommandError::Unexpected(e.to_string()))?;
-        projections::event_store::append(&self.pool, user_id, &before, state, &serialized)
-            .await
-            .map_err(classify)?;
+        projections::event_store::append(
+            self.read.connections(),
+            user_id,
+            &before,
+            state,
+            &serialized,
+        )
+        .await
+        .map_err(classify)?;
         Ok(events.len())
     }
 }

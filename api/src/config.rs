@@ -34,7 +34,8 @@ pub struct Config {
     #[arg(long, env = "USERS_REFRESH_TOKEN_TTL_SECS", default_value_t = 24 * 60 * 60)]
     pub refresh_token_ttl_secs: u64,
 
-    /// Maximum connections in the database pool.
+    /// Most connections to the database: three quarters (at least 1) for the reads and
+    /// writes of users on the request path, the rest (at least 1) for everything else.
     #[arg(long, env = "USERS_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
 
@@ -103,6 +104,13 @@ impl Config {
             max_failures_per_client: self.login_max_failures_per_client,
             window_secs: self.login_failure_window_secs.max(1),
         }
+    }
+
+    /// `USERS_DB_MAX_CONNECTIONS` shared out: (request-path connections, pool for the rest).
+    pub fn db_connections(&self) -> (u32, u32) {
+        let total = self.db_max_connections.max(2);
+        let request_path = (total * 3 / 4).max(1);
+        (request_path, total - request_path)
     }
 
     pub fn hash_concurrency(&self) -> usize {

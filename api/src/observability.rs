@@ -8,7 +8,8 @@
 //! - `commands_total{command,outcome}`: every decision of a command, `ok`, `conflict` (lost
 //!   a race: decided again, or `409` after the last attempt), `rejected` (by the domain) or
 //!   `error`; and `command_conflicts_total{command}`, the lost races alone;
-//! - `db_pool_connections{state}` (`in_use`, `idle`, `max`), read at scrape time;
+//! - `db_pool_connections{state}` (`in_use`, `idle`, `max`) and the same for the request
+//!   path's own connections, `db_request_connections{state}`, read at scrape time;
 //! - `login_failures_total`, `login_throttled_total`.
 
 use std::sync::OnceLock;
@@ -21,6 +22,8 @@ use axum::response::Response;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
+
+use projections::connections::Connections;
 
 use crate::log_writer::{BatchedWriter, FlushGuard};
 use crate::request_id::RequestId;
@@ -178,8 +181,12 @@ pub fn login_throttled() {
     metrics::counter!("login_throttled_total").increment(1);
 }
 
-/// The text exposition, with the pool gauges read now.
-pub fn render(pool: &sqlx::PgPool) -> String {
+/// The text exposition, with the connection gauges read now.
+pub fn render(pool: &sqlx::PgPool, request_path: &Connections) -> String {
+    let (in_use, idle, max) = request_path.usage();
+    metrics::gauge!("db_request_connections", "state" => "in_use").set(f64::from(in_use));
+    metrics::gauge!("db_request_connections", "state" => "idle").set(f64::from(idle));
+    metrics::gauge!("db_request_connections", "state" => "max").set(f64::from(max));
     let size = pool.size();
     let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
     metrics::gauge!("db_pool_connections", "state" => "in_use")

@@ -3,6 +3,7 @@
 //! transaction, so an acknowledged write is never missing from the read model and an email
 //! is never taken twice.
 
+use crate::connections::Connections;
 use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
 };
@@ -283,7 +284,7 @@ fn unknown_error(error: sqlx::Error) -> PersistenceError {
 /// events, which is what the event-by-event projector computes during a rebuild. Tests
 /// rebuild after a random workload of every command and compare the tables row for row.
 pub async fn append(
-    pool: &PgPool,
+    connections: &Connections,
     user_id: i64,
     before: &User,
     after: &User,
@@ -390,7 +391,9 @@ pub async fn append(
     // PostgreSQL reports after the row (a CTE the final SELECT does not read runs to
     // completion after it) is returned here, never left for the next user of the
     // connection.
-    let rows: Vec<(i64, i64)> = sqlx::query_as(&sql)
+    let last_sequence = sequence_of(last)?;
+    let mut connection = connections.acquire().await.map_err(unknown_error)?;
+    let result = sqlx::query_as(&sql)
         .bind(user_id)
         .bind(&sequences)
         .bind(&event_types)
@@ -407,20 +410,23 @@ pub async fn append(
         .bind(after.is_email_verified)
         .bind(after.is_superuser)
         .bind(password_hash.expose())
-        .bind(sequence_of(last)?)
+        .bind(last_sequence)
         .bind(&groups)
         .bind(normalize_email(&after.email))
         .bind(&organisations)
         .bind(&deltas)
-        .fetch_all(pool)
-        .await
-        .map_err(|e| match violated_constraint(&e) {
-            Some("events_pkey") => PersistenceError::OptimisticLockError,
-            Some("email_claims_pkey") => PersistenceError::UnknownError(Box::new(EmailTaken)),
-            // A deadlock or serialization failure lost to a concurrent write: decide again.
-            _ if is_lost_race(&e) => PersistenceError::OptimisticLockError,
-            _ => unknown_error(e),
-        })?;
+        .fetch_all(&mut *connection)
+        .await;
+    let rows: Vec<(i64, i64)> =
+        connection
+            .finish(result)
+            .map_err(|e| match violated_constraint(&e) {
+                Some("events_pkey") => PersistenceError::OptimisticLockError,
+                Some("email_claims_pkey") => PersistenceError::UnknownError(Box::new(EmailTaken)),
+                // A deadlock or serialization failure lost to a concurrent write: decide again.
+                _ if is_lost_race(&e) => PersistenceError::OptimisticLockError,
+                _ => unknown_error(e),
+            })?;
     let (inserted, written) = rows.first().copied().unwrap_or_default();
     if inserted != events.len() as i64 || written != 1 {
         return Err(PersistenceError::UnknownError(

@@ -2,6 +2,7 @@
 //! in one transaction), the projector that turns events into read-model rows, and the
 //! queries the API reads with. Every table is created by `../migrations`.
 
+pub mod connections;
 pub mod event_store;
 pub mod groups;
 pub mod history;

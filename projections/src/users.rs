@@ -8,6 +8,8 @@ use domain::user::events::PasswordHash;
 use domain::User;
 use sqlx::{FromRow, PgPool};
 
+use crate::connections::Connections;
+
 use crate::groups::{self, GroupView};
 
 /// A user as the API shows it (no password hash).
@@ -106,22 +108,38 @@ struct Catalog {
 /// and the groups' permissions come from a cached catalog that is re-read whenever a row
 /// shows that `group_catalog.version` has moved (any change to groups or permissions, by
 /// any process, moves it). Cheap to clone; clones share the cache.
+///
+/// The reads of single users and pages (and the writes, through [`Self::connections`]) use
+/// [`Connections`], which save a round trip per query over sqlx's pool.
 #[derive(Clone)]
 pub struct ReadModel {
     pool: PgPool,
+    connections: Connections,
     catalog: Arc<RwLock<Arc<Catalog>>>,
 }
 
 impl ReadModel {
+    /// With as many request-path connections as `pool` may open.
     pub fn new(pool: PgPool) -> Self {
+        let max = pool.options().get_max_connections();
+        let connections = Connections::like(&pool, max);
+        Self::with_connections(pool, connections)
+    }
+
+    pub fn with_connections(pool: PgPool, connections: Connections) -> Self {
         Self {
             pool,
+            connections,
             catalog: Arc::default(),
         }
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    pub fn connections(&self) -> &Connections {
+        &self.connections
     }
 
     /// The catalog at least as new as `version`.
@@ -169,14 +187,14 @@ impl ReadModel {
 
     /// The users with these ids that exist, in id order.
     pub async fn find_many(&self, ids: &[i64]) -> sqlx::Result<Vec<UserView>> {
-        let rows: Vec<UserRow> = sqlx::query_as(concat!(
+        let rows = sqlx::query_as(concat!(
             "SELECT ",
             user_columns!(),
             " FROM users WHERE id = ANY($1) ORDER BY id"
-        ))
-        .bind(ids)
-        .fetch_all(&self.pool)
-        .await?;
+        ));
+        let mut connection = self.connections.acquire().await?;
+        let result = rows.bind(ids).fetch_all(&mut *connection).await;
+        let rows: Vec<UserRow> = connection.finish(result)?;
         self.views(rows).await
     }
 
@@ -189,14 +207,14 @@ impl ReadModel {
 
     /// [`Self::find_for_write`] for several users in one round trip, in id order.
     pub async fn find_many_for_write(&self, ids: &[i64]) -> sqlx::Result<Vec<(UserView, User)>> {
-        let found: Vec<UserRowWithHash> = sqlx::query_as(concat!(
+        let query = sqlx::query_as(concat!(
             "SELECT ",
             user_columns!(),
             ", password_hash FROM users WHERE id = ANY($1) ORDER BY id"
-        ))
-        .bind(ids)
-        .fetch_all(&self.pool)
-        .await?;
+        ));
+        let mut connection = self.connections.acquire().await?;
+        let result = query.bind(ids).fetch_all(&mut *connection).await;
+        let found: Vec<UserRowWithHash> = connection.finish(result)?;
         let mut states = Vec::with_capacity(found.len());
         let mut rows = Vec::with_capacity(found.len());
         for UserRowWithHash { row, password_hash } in found {
@@ -252,18 +270,25 @@ impl ReadModel {
                 Some(id),
             ),
         };
-        let count: i64 = sqlx::query_scalar(count_sql)
-            .bind(value)
-            .fetch_one(&self.pool)
-            .await?;
-        let rows: Vec<UserRow> = sqlx::query_as(&format!(
+        let page_sql = format!(
             "SELECT {USER_COLUMNS} FROM users WHERE {filter} ORDER BY id OFFSET $1 LIMIT $2"
-        ))
-        .bind(offset)
-        .bind(limit)
-        .bind(value)
-        .fetch_all(&self.pool)
-        .await?;
+        );
+        let mut connection = self.connections.acquire().await?;
+        let count = sqlx::query_scalar(count_sql)
+            .bind(value)
+            .fetch_one(&mut *connection)
+            .await;
+        let count: i64 = match count {
+            Ok(count) => count,
+            Err(error) => return connection.finish(Err(error)),
+        };
+        let result = sqlx::query_as(&page_sql)
+            .bind(offset)
+            .bind(limit)
+            .bind(value)
+            .fetch_all(&mut *connection)
+            .await;
+        let rows: Vec<UserRow> = connection.finish(result)?;
         Ok(Page {
             count,
             users: self.views(rows).await?,

@@ -124,6 +124,7 @@ impl TestApp {
 
         let application = Application::build(Settings {
             pool: pool.clone(),
+            request_connections: 8,
             bind: "127.0.0.1:0".parse().unwrap(),
             jwt_secret: JWT_SECRET.as_bytes().to_vec(),
             access_token_ttl: Duration::from_secs(900),

@@ -237,6 +237,20 @@ async fn metrics_count_requests_commands_pool_and_login_failures() {
     let max = sample(&metrics, "db_pool_connections", &["state=\"max\""]).expect("pool size");
     assert!(max >= 1.0);
     assert!(sample(&metrics, "db_pool_connections", &["state=\"in_use\""]).is_some());
+    // The reads above went through the request path's connections, which keep them open.
+    let request_max = sample(&metrics, "db_request_connections", &["state=\"max\""]);
+    assert_eq!(
+        request_max,
+        Some(8.0),
+        "the test app's request-path connections"
+    );
+    let request_open = sample(&metrics, "db_request_connections", &["state=\"idle\""])
+        .unwrap_or(0.0)
+        + sample(&metrics, "db_request_connections", &["state=\"in_use\""]).unwrap_or(0.0);
+    assert!(
+        request_open >= 1.0,
+        "{request_open} request-path connections open"
+    );
     assert!(
         !metrics.contains(&format!("/api/v1/users/{id}\"")),
         "routes are templates, not paths"

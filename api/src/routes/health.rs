@@ -54,6 +54,6 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::observability::render(&state.pool),
+        crate::observability::render(&state.pool, state.read.connections()),
     )
 }
