@@ -308,7 +308,16 @@ pub async fn append(
     let metadata: Vec<&Value> = events.iter().map(|e| &e.metadata).collect();
     let groups: Vec<&str> = after.groups.iter().map(String::as_str).collect();
 
-    let mut parts = vec![
+    // The events: one (the usual case) as plain values, several through arrays.
+    let single = events.len() == 1;
+    let mut parts = vec![if single {
+        r#"inserted AS (
+            INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type,
+                                event_version, payload, metadata)
+            VALUES ('User', $1::bigint::text, $2::bigint, $3::text, $4::text, $5::jsonb,
+                    $6::jsonb)
+            RETURNING 1)"#
+    } else {
         r#"inserted AS (
             INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type,
                                 event_version, payload, metadata)
@@ -317,28 +326,27 @@ pub async fn append(
               FROM unnest($2::bigint[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[])
                    AS e (sequence, event_type, event_version, payload, metadata)
             RETURNING 1)"#
-            .to_owned(),
-        if before.exists {
-            // A plain UPDATE (not an upsert, which tries an insert first): unchanged indexed
-            // columns keep it a HOT update.
-            r#"written AS (
-            UPDATE users
+    }
+    .to_owned()];
+    // The users row is the statement itself (cheaper than one more CTE read by a SELECT);
+    // it answers one row, carrying how many events went in, if the row was written.
+    let written = if before.exists {
+        // A plain UPDATE (not an upsert, which tries an insert first): unchanged indexed
+        // columns keep it a HOT update.
+        r#"UPDATE users
                SET email = $7, first_name = $8, last_name = $9, organisation_id = $10,
                    is_admin = $11, is_staff = $12, is_active = $13, is_email_verified = $14,
                    is_superuser = $15, password_hash = $16, last_sequence = $17,
                    group_names = $18
              WHERE id = $1
-            RETURNING 1)"#
-        } else {
-            r#"written AS (
-            INSERT INTO users (id, email, first_name, last_name, organisation_id, is_admin,
+            RETURNING (SELECT count(*) FROM inserted)"#
+    } else {
+        r#"INSERT INTO users (id, email, first_name, last_name, organisation_id, is_admin,
                                is_staff, is_active, is_email_verified, is_superuser,
                                password_hash, created, last_sequence, group_names)
             VALUES ($1, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, now(), $17, $18)
-            RETURNING 1)"#
-        }
-        .to_owned(),
-    ];
+            RETURNING (SELECT count(*) FROM inserted)"#
+    };
     let email_changed =
         !before.exists || normalize_email(&before.email) != normalize_email(&after.email);
     if !before.exists {
@@ -379,27 +387,34 @@ pub async fn append(
                 .to_owned(),
         );
     }
-    let sql = format!(
-        "WITH {} SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM written)",
-        parts.join(",\n")
-    );
+    let sql = format!("WITH {}\n{written}", parts.join(",\n"));
     // Count rows are locked in organisation order, so that two opposite moves cannot
     // deadlock.
     count_changes.sort_unstable();
     let (organisations, deltas): (Vec<i64>, Vec<i64>) = count_changes.into_iter().unzip();
     // `fetch_all`, not `fetch_one`: the whole answer is read up to the end, so an error
-    // PostgreSQL reports after the row (a CTE the final SELECT does not read runs to
+    // PostgreSQL reports after the row (a CTE the statement does not read runs to
     // completion after it) is returned here, never left for the next user of the
     // connection.
     let last_sequence = sequence_of(last)?;
+    let query = sqlx::query_as(&sql).bind(user_id);
+    let query = if single {
+        query
+            .bind(sequences[0])
+            .bind(event_types[0])
+            .bind(event_versions[0])
+            .bind(payloads[0])
+            .bind(metadata[0])
+    } else {
+        query
+            .bind(&sequences)
+            .bind(&event_types)
+            .bind(&event_versions)
+            .bind(&payloads)
+            .bind(&metadata)
+    };
     let mut connection = connections.acquire().await.map_err(unknown_error)?;
-    let result = sqlx::query_as(&sql)
-        .bind(user_id)
-        .bind(&sequences)
-        .bind(&event_types)
-        .bind(&event_versions)
-        .bind(&payloads)
-        .bind(&metadata)
+    let result = query
         .bind(&after.email)
         .bind(&after.first_name)
         .bind(&after.last_name)
@@ -417,7 +432,7 @@ pub async fn append(
         .bind(&deltas)
         .fetch_all(&mut *connection)
         .await;
-    let rows: Vec<(i64, i64)> =
+    let rows: Vec<(i64,)> =
         connection
             .finish(result)
             .map_err(|e| match violated_constraint(&e) {
@@ -427,7 +442,7 @@ pub async fn append(
                 _ if is_lost_race(&e) => PersistenceError::OptimisticLockError,
                 _ => unknown_error(e),
             })?;
-    let (inserted, written) = rows.first().copied().unwrap_or_default();
+    let (inserted, written) = (rows.first().map_or(0, |row| row.0), rows.len());
     if inserted != events.len() as i64 || written != 1 {
         return Err(PersistenceError::UnknownError(
             format!("append wrote {inserted} events and {written} rows").into(),
