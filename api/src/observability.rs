@@ -12,7 +12,8 @@
 //!   path's own connections, `db_request_connections{state}`, read at scrape time;
 //! - `login_failures_total`, `login_throttled_total`.
 
-use std::sync::OnceLock;
+use std::collections::HashSet;
+use std::sync::{OnceLock, PoisonError, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
@@ -107,18 +108,45 @@ pub fn metrics() -> &'static PrometheusHandle {
 }
 
 /// The route label of a request: the matched template without the trailing-slash twin's
-/// slash, or `unmatched` (a raw path would make the label set unbounded).
-fn route_label(request: &Request) -> String {
-    request.extensions().get::<MatchedPath>().map_or_else(
-        || "unmatched".to_owned(),
-        |path| {
-            let path = path.as_str();
-            path.strip_suffix('/')
-                .filter(|p| !p.is_empty())
-                .unwrap_or(path)
-                .to_owned()
-        },
-    )
+/// slash, or `unmatched` (a raw path would make the label set unbounded). Interned: the
+/// router has a fixed set of templates, so labels cost no allocation per request.
+fn route_label(request: &Request) -> &'static str {
+    static ROUTES: OnceLock<RwLock<HashSet<&'static str>>> = OnceLock::new();
+    let Some(path) = request.extensions().get::<MatchedPath>() else {
+        return "unmatched";
+    };
+    let path = path.as_str();
+    let path = path
+        .strip_suffix('/')
+        .filter(|p| !p.is_empty())
+        .unwrap_or(path);
+    let routes = ROUTES.get_or_init(RwLock::default);
+    if let Some(known) = routes
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(path)
+    {
+        return known;
+    }
+    let mut routes = routes.write().unwrap_or_else(PoisonError::into_inner);
+    if let Some(known) = routes.get(path) {
+        return known;
+    }
+    let interned: &'static str = Box::leak(path.to_owned().into_boxed_str());
+    routes.insert(interned);
+    interned
+}
+
+/// A status code's label without formatting it per request (codes outside 100..=999 are
+/// not produced by hyper).
+fn status_label(status: u16) -> &'static str {
+    static LABELS: OnceLock<Vec<&'static str>> = OnceLock::new();
+    let labels = LABELS.get_or_init(|| {
+        (0..1000_u16)
+            .map(|code| &*Box::leak(code.to_string().into_boxed_str()))
+            .collect()
+    });
+    labels.get(usize::from(status)).copied().unwrap_or("other")
 }
 
 /// Logs and counts every request. Runs inside the request-id middleware.
@@ -126,14 +154,14 @@ pub async fn middleware(request: Request, next: Next) -> Response {
     let started = Instant::now();
     // Bounded: any extension method counts as `other`.
     let method = match *request.method() {
-        Method::GET
-        | Method::POST
-        | Method::PUT
-        | Method::PATCH
-        | Method::DELETE
-        | Method::HEAD
-        | Method::OPTIONS => request.method().to_string(),
-        _ => "other".to_owned(),
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
     };
     let route = route_label(&request);
     let request_id = request
@@ -145,9 +173,9 @@ pub async fn middleware(request: Request, next: Next) -> Response {
     let latency = started.elapsed();
     let status = response.status().as_u16();
     let labels = [
-        ("method", method.clone()),
-        ("route", route.clone()),
-        ("status", status.to_string()),
+        ("method", method),
+        ("route", route),
+        ("status", status_label(status)),
     ];
     metrics::counter!("http_requests_total", &labels).increment(1);
     metrics::histogram!("http_request_duration_seconds", &labels).record(latency.as_secs_f64());
