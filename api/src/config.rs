@@ -139,3 +139,33 @@ impl Default for LoginThrottle {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Config;
+
+    #[derive(Parser)]
+    struct Args {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    fn split(max: &str) -> (u32, u32) {
+        Args::try_parse_from(["users-service", "--db-max-connections", max])
+            .unwrap()
+            .config
+            .db_connections()
+    }
+
+    #[test]
+    fn the_connection_total_is_shared_three_quarters_to_one_quarter() {
+        assert_eq!(split("16"), (12, 4));
+        assert_eq!(split("10"), (7, 3));
+        assert_eq!(split("3"), (2, 1));
+        // At least one each.
+        assert_eq!(split("2"), (1, 1));
+        assert_eq!(split("1"), (1, 1));
+    }
+}
