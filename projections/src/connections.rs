@@ -15,11 +15,12 @@
 //! are opened lazily with the same options as the main pool.
 
 use std::ops::{Deref, DerefMut};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::{ConnectOptions, Connection as _, PgPool};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgRow};
+use sqlx::query::QueryAs;
+use sqlx::{ConnectOptions, Connection as _, FromRow, PgPool, Postgres};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
@@ -29,6 +30,13 @@ struct Inner {
     permits: Arc<Semaphore>,
     max: u32,
     acquire_timeout: Duration,
+}
+
+impl Inner {
+    /// The idle connections (a poisoned lock only means a panic elsewhere; the list holds).
+    fn idle(&self) -> MutexGuard<'_, Vec<PgConnection>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// A bounded set of reusable connections. Cheap to clone; clones share the connections.
@@ -67,12 +75,7 @@ impl Connections {
             .await
             .map_err(|_| sqlx::Error::PoolTimedOut)?
             .map_err(|_| sqlx::Error::PoolClosed)?;
-        let idle = self
-            .inner
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
+        let idle = self.inner.idle().pop();
         let connection = match idle {
             Some(connection) => connection,
             None => tokio::time::timeout_at(deadline, self.inner.options.connect())
@@ -86,15 +89,23 @@ impl Connections {
         })
     }
 
+    /// Runs `query` on a connection and hands the connection back as [`Connection::finish`]
+    /// does: the usual one-statement use.
+    pub async fn fetch_all<'q, O>(
+        &self,
+        query: QueryAs<'q, Postgres, O, PgArguments>,
+    ) -> sqlx::Result<Vec<O>>
+    where
+        O: Send + Unpin + for<'r> FromRow<'r, PgRow>,
+    {
+        let mut connection = self.acquire().await?;
+        let result = query.fetch_all(&mut *connection).await;
+        connection.finish(result)
+    }
+
     /// Connections open and idle, and the most there may be (for `/metrics`).
     pub fn usage(&self) -> (u32, u32, u32) {
-        let idle = self
-            .inner
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len();
-        let idle = u32::try_from(idle).unwrap_or(u32::MAX);
+        let idle = u32::try_from(self.inner.idle().len()).unwrap_or(u32::MAX);
         let in_use = self.inner.max
             - u32::try_from(self.inner.permits.available_permits())
                 .unwrap_or(self.inner.max)
@@ -128,11 +139,7 @@ impl Connection {
     pub fn finish<T>(mut self, result: sqlx::Result<T>) -> sqlx::Result<T> {
         if reusable(&result) {
             if let Some(connection) = self.connection.take() {
-                self.inner
-                    .idle
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push(connection);
+                self.inner.idle().push(connection);
             }
         }
         result

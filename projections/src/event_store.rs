@@ -413,8 +413,7 @@ pub async fn append(
             .bind(&payloads)
             .bind(&metadata)
     };
-    let mut connection = connections.acquire().await.map_err(unknown_error)?;
-    let result = query
+    let query = query
         .bind(&after.email)
         .bind(&after.first_name)
         .bind(&after.last_name)
@@ -429,12 +428,11 @@ pub async fn append(
         .bind(&groups)
         .bind(normalize_email(&after.email))
         .bind(&organisations)
-        .bind(&deltas)
-        .fetch_all(&mut *connection)
-        .await;
+        .bind(&deltas);
     let rows: Vec<(i64,)> =
-        connection
-            .finish(result)
+        connections
+            .fetch_all(query)
+            .await
             .map_err(|e| match violated_constraint(&e) {
                 Some("events_pkey") => PersistenceError::OptimisticLockError,
                 Some("email_claims_pkey") => PersistenceError::UnknownError(Box::new(EmailTaken)),

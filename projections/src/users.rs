@@ -187,14 +187,12 @@ impl ReadModel {
 
     /// The users with these ids that exist, in id order.
     pub async fn find_many(&self, ids: &[i64]) -> sqlx::Result<Vec<UserView>> {
-        let rows = sqlx::query_as(concat!(
+        let query = sqlx::query_as(concat!(
             "SELECT ",
             user_columns!(),
             " FROM users WHERE id = ANY($1) ORDER BY id"
         ));
-        let mut connection = self.connections.acquire().await?;
-        let result = rows.bind(ids).fetch_all(&mut *connection).await;
-        let rows: Vec<UserRow> = connection.finish(result)?;
+        let rows: Vec<UserRow> = self.connections.fetch_all(query.bind(ids)).await?;
         self.views(rows).await
     }
 
@@ -212,9 +210,7 @@ impl ReadModel {
             user_columns!(),
             ", password_hash FROM users WHERE id = ANY($1) ORDER BY id"
         ));
-        let mut connection = self.connections.acquire().await?;
-        let result = query.bind(ids).fetch_all(&mut *connection).await;
-        let found: Vec<UserRowWithHash> = connection.finish(result)?;
+        let found: Vec<UserRowWithHash> = self.connections.fetch_all(query.bind(ids)).await?;
         let mut states = Vec::with_capacity(found.len());
         let mut rows = Vec::with_capacity(found.len());
         for UserRowWithHash { row, password_hash } in found {
