@@ -263,41 +263,34 @@ mod tests {
     #[tokio::test]
     async fn unparsable_foreign_or_oversized_hashes_match_nothing() {
         let hasher = Argon2Hasher::with_params(1024, 1, 1, 1);
-        let argon2i = Argon2::new(
-            Algorithm::Argon2i,
-            Version::V0x13,
-            Params::builder()
-                .memory(Memory::kib(1024))
-                .passes(1)
-                .build()
-                .unwrap(),
-        )
-        .hash_password_with_random_salt(b"pass")
-        .unwrap();
-        let huge = Argon2::new(
-            Algorithm::Argon2id,
-            Version::V0x13,
-            Params::builder()
-                .memory(Memory::kib(1024))
-                .passes(1)
-                .build()
-                .unwrap(),
-        )
-        .hash_password_with_random_salt(b"pass")
-        .unwrap()
-        .replace("m=1024", "m=4194304");
+        let argon2i = cheap(Algorithm::Argon2i)
+            .hash_password_with_random_salt(b"pass")
+            .unwrap();
+        let huge = cheap(Algorithm::Argon2id)
+            .hash_password_with_random_salt(b"pass")
+            .unwrap()
+            .replace("m=1024", "m=4194304");
         for stored in ["not a phc string", "", argon2i.as_str(), huge.as_str()] {
             assert!(!hasher.verify("pass", Some(stored)).await, "{stored}");
         }
     }
 
-    fn owasp_params() -> Params {
+    fn params(kib: u64, passes: u32) -> Params {
         Params::builder()
-            .memory(Memory::kib(19 * 1024))
-            .passes(2)
+            .memory(Memory::kib(kib))
+            .passes(passes)
             .lanes(1)
             .build()
             .unwrap()
+    }
+
+    fn owasp_params() -> Params {
+        params(19 * 1024, 2)
+    }
+
+    /// 1 MiB, one pass: quick to hash.
+    fn cheap(algorithm: Algorithm) -> Argon2 {
+        Argon2::new(algorithm, Version::V0x13, params(1024, 1))
     }
 
     #[tokio::test]
