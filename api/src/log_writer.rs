@@ -43,15 +43,15 @@ impl Shared {
     fn flush(&self) {
         let mut out = lock(&self.out);
         let (sink, spare) = &mut *out;
-        spare.clear();
         std::mem::swap(&mut *lock(&self.pending), spare);
         if !spare.is_empty() {
             // Nowhere to report a failed log write; the lines are lost, the service is not.
             let _ = sink.write_all(spare);
             let _ = sink.flush();
         }
-        // Keep a burst's capacity for the next one, up to the limit.
-        spare.truncate(0);
+        // Emptied whether or not the write worked; a burst's capacity is kept for the next
+        // one, up to the limit.
+        spare.clear();
         spare.shrink_to(BUFFER_LIMIT);
     }
 
