@@ -1,237 +1,26 @@
 //! The `users-service` command line, run as a real process against its own PostgreSQL
 //! database (created by the binary itself, dropped afterwards).
 
-use std::path::PathBuf;
+mod support;
+
 use std::process::Stdio;
-use std::time::Duration;
 
 use domain::Argon2Hasher;
 use serde_json::Value;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{Connection, PgConnection, PgPool};
-use tokio::io::AsyncWriteExt as _;
-use tokio::process::Command;
+use sqlx::PgPool;
 
-/// A stuck command fails its test instead of hanging the run.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+use support::{events, events_of, Event, TestDb, COMMAND_TIMEOUT};
 
-/// The server the tests create their databases on: `TEST_DATABASE_URL` without a database
-/// name, by default the local PostgreSQL.
-fn server_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
-        .trim_end_matches('/')
-        .to_owned()
-}
-
-async fn admin_connection() -> PgConnection {
-    PgConnection::connect(&format!("{}/postgres", server_url()))
-        .await
-        .expect("PostgreSQL reachable at TEST_DATABASE_URL")
-}
-
-/// What one run of the binary did.
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn success(&self) -> bool {
-        self.code == Some(0)
-    }
-
-    fn assert_success(&self) {
-        assert!(self.success(), "expected success: {self:#?}");
-    }
-
-    fn assert_failure(&self) {
-        assert!(
-            !self.success() && self.code.is_some(),
-            "expected a non-zero exit: {self:#?}"
-        );
-    }
-
-    fn output(&self) -> String {
-        format!("{}\n{}", self.stdout, self.stderr)
-    }
-}
-
-/// One stored event, as the tests look at it.
-#[derive(Debug)]
-struct Event {
-    aggregate_id: String,
-    event_type: String,
-    payload: Value,
-    metadata: Value,
-}
-
-/// A unique database name and data folder for one test; both are removed on drop, also
-/// when the test fails. The database itself is created by the binary.
-struct TestDb {
-    name: String,
-    data_dir: PathBuf,
-}
-
-impl TestDb {
-    fn new() -> Self {
-        let name = format!("users_cli_test_{}", uuid::Uuid::new_v4().simple());
-        let data_dir = std::env::temp_dir().join(&name);
-        std::fs::create_dir_all(&data_dir).expect("create the data folder");
-        Self { name, data_dir }
-    }
-
-    fn url(&self) -> String {
-        format!("{}/{}", server_url(), self.name)
-    }
-
-    /// Runs the binary with empty standard input.
-    async fn cli(&self, args: &[&str]) -> Run {
-        self.cli_with(args, None, &[]).await
-    }
-
-    /// Runs the binary with `stdin` (if any) on standard input and `env` added to a clean
-    /// environment (no inherited `USERS_*` variable, no `RUST_LOG`).
-    async fn cli_with(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
-        let mut command = self.command(args, env);
-        command
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = command.spawn().expect("start users-service");
-        if let Some(input) = stdin {
-            let mut pipe = child.stdin.take().expect("piped stdin");
-            pipe.write_all(input.as_bytes())
-                .await
-                .expect("write to stdin");
-            // Closing the pipe ends the input.
-            drop(pipe);
-        }
-        let output = tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output())
-            .await
-            .unwrap_or_else(|_| panic!("users-service {args:?} did not finish in time"))
-            .expect("wait for users-service");
-        Run {
-            code: output.status.code(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-
-    /// The binary with `args`, `env` added to a clean environment (no inherited `USERS_*`
-    /// variable, no `RUST_LOG`), on this database.
-    fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_users-service"));
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("USERS_") {
-                command.env_remove(&key);
-            }
-        }
-        command
-            .args(args)
-            .env_remove("RUST_LOG")
-            .env_remove("USERS_SUPERUSER_PASSWORD")
-            .env("DATABASE_URL", self.url())
-            .env("USERS_DATA_DIR", &self.data_dir)
-            .envs(env.iter().copied());
-        command
-    }
-
-    /// A pool on the test database (which must exist by then).
-    async fn pool(&self) -> PgPool {
-        PgPoolOptions::new()
-            .max_connections(2)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect(&self.url())
-            .await
-            .expect("connect to the test database")
-    }
-
-    async fn exists(&self) -> bool {
-        let mut admin = admin_connection().await;
-        let found: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-                .bind(&self.name)
-                .fetch_one(&mut admin)
-                .await
-                .expect("query pg_database");
-        admin.close().await.ok();
-        found
-    }
-
-    /// Creates a superuser through the CLI and returns its id.
-    async fn superuser(&self, pool: &PgPool, email: &str, password: &str) -> i64 {
-        self.cli_with(
-            &["create-superuser", "--email", email],
-            Some(&format!("{password}\n")),
-            &[],
-        )
-        .await
-        .assert_success();
-        user_id(pool, email).await.expect("the superuser's row")
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop is synchronous: use a throwaway runtime on its own thread.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            runtime.block_on(async {
-                let mut admin = PgConnection::connect(&format!("{}/postgres", server_url()))
-                    .await
-                    .ok()?;
-                let dropped = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut admin)
-                    .await
-                    .ok();
-                admin.close().await.ok();
-                dropped
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Some(_))) {
-            eprintln!("warning: could not drop test database {}", self.name);
-        }
-        let _ = std::fs::remove_dir_all(&self.data_dir);
-    }
-}
-
-async fn events(pool: &PgPool) -> Vec<Event> {
-    let rows: Vec<(String, String, Value, Value)> = sqlx::query_as(
-        "SELECT aggregate_id, event_type, payload, metadata FROM events
-         ORDER BY global_position",
+/// Creates a user with `create-superuser` (the password on standard input); returns its id.
+async fn superuser(db: &TestDb, pool: &PgPool, email: &str, password: &str) -> i64 {
+    db.cli_with(
+        &["create-superuser", "--email", email],
+        Some(&format!("{password}\n")),
+        &[],
     )
-    .fetch_all(pool)
     .await
-    .expect("read events");
-    rows.into_iter()
-        .map(|(aggregate_id, event_type, payload, metadata)| Event {
-            aggregate_id,
-            event_type,
-            payload,
-            metadata,
-        })
-        .collect()
-}
-
-async fn events_of(pool: &PgPool, id: i64) -> Vec<Event> {
-    events(pool)
-        .await
-        .into_iter()
-        .filter(|event| event.aggregate_id == id.to_string())
-        .collect()
+    .assert_success();
+    user_id(pool, email).await.expect("the superuser's row")
 }
 
 async fn user_id(pool: &PgPool, email: &str) -> Option<i64> {
@@ -289,7 +78,7 @@ fn assert_from_cli(event: &Event) {
 
 #[tokio::test]
 async fn migrate_creates_the_database_and_applies_the_migrations() {
-    let db = TestDb::new();
+    let db = TestDb::new("cli");
     assert!(!db.exists().await, "the database must not exist beforehand");
 
     let run = db.cli(&["migrate"]).await;
@@ -352,7 +141,7 @@ async fn migrate_creates_the_database_and_applies_the_migrations() {
 
 #[tokio::test]
 async fn create_superuser_takes_the_password_from_stdin_or_the_environment_and_never_shows_it() {
-    let db = TestDb::new();
+    let db = TestDb::new("cli");
     let password = "Stdin-Secret-horse-42";
     let run = db
         .cli_with(
@@ -497,7 +286,7 @@ async fn create_superuser_takes_the_password_from_stdin_or_the_environment_and_n
 
 #[tokio::test]
 async fn groups_create_and_list_show_a_new_group_and_refuse_duplicates_and_unknown_permissions() {
-    let db = TestDb::new();
+    let db = TestDb::new("cli");
     let run = db
         .cli(&[
             "groups",
@@ -568,12 +357,10 @@ async fn groups_create_and_list_show_a_new_group_and_refuse_duplicates_and_unkno
 
 #[tokio::test]
 async fn groups_grant_and_revoke_change_membership_through_events_and_refuse_unknown_names() {
-    let db = TestDb::new();
+    let db = TestDb::new("cli");
     db.cli(&["migrate"]).await.assert_success();
     let pool = db.pool().await;
-    let id = db
-        .superuser(&pool, "member@example.com", "member-password-1")
-        .await;
+    let id = superuser(&db, &pool, "member@example.com", "member-password-1").await;
     assert!(groups_of(&pool, id).await.is_empty());
 
     let run = db
@@ -687,12 +474,10 @@ async fn groups_grant_and_revoke_change_membership_through_events_and_refuse_unk
 
 #[tokio::test]
 async fn set_flags_clears_flags_through_events_and_refuses_contradictory_flags() {
-    let db = TestDb::new();
+    let db = TestDb::new("cli");
     db.cli(&["migrate"]).await.assert_success();
     let pool = db.pool().await;
-    let id = db
-        .superuser(&pool, "flags@example.com", "flags-password-1")
-        .await;
+    let id = superuser(&db, &pool, "flags@example.com", "flags-password-1").await;
     assert_eq!(flags(&pool, id).await, (true, true));
 
     let run = db
@@ -836,7 +621,7 @@ async fn read_model(pool: &PgPool) -> (Value, Value) {
 async fn a_rebuild_killed_halfway_leaves_the_live_tables_unchanged_and_a_rerun_succeeds() {
     use tokio::io::{AsyncBufReadExt, BufReader};
 
-    let db = TestDb::new();
+    let db = TestDb::new("cli");
     db.cli(&["migrate"]).await.assert_success();
     let pool = db.pool().await;
     load_events(&pool, 4_000).await;
@@ -889,7 +674,7 @@ async fn a_rebuild_killed_halfway_leaves_the_live_tables_unchanged_and_a_rerun_s
 
 #[tokio::test]
 async fn verify_exits_1_and_names_each_difference() {
-    let db = TestDb::new();
+    let db = TestDb::new("cli");
     db.cli(&["migrate"]).await.assert_success();
     let pool = db.pool().await;
     load_events(&pool, 10).await;
@@ -909,7 +694,7 @@ async fn verify_exits_1_and_names_each_difference() {
 
 #[tokio::test]
 async fn audit_prints_a_user_s_history_from_the_event_store_even_with_no_read_model() {
-    let db = TestDb::new();
+    let db = TestDb::new("cli");
     db.cli(&["migrate"]).await.assert_success();
     let pool = db.pool().await;
     load_events(&pool, 3).await;

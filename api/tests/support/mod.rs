@@ -80,8 +80,25 @@ pub struct Run {
 }
 
 impl Run {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
     pub fn assert_success(&self) {
-        assert_eq!(self.code, Some(0), "expected success: {self:#?}");
+        assert!(self.success(), "expected success: {self:#?}");
+    }
+
+    /// A non-zero exit (not a death by signal).
+    pub fn assert_failure(&self) {
+        assert!(
+            !self.success() && self.code.is_some(),
+            "expected a non-zero exit: {self:#?}"
+        );
+    }
+
+    /// Standard output, then standard error.
+    pub fn output(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
     }
 }
 
@@ -150,9 +167,15 @@ impl TestDb {
         admin.close().await.ok();
     }
 
-    /// Runs the CLI to its end, `stdin` (if any) on standard input.
-    pub async fn cli(&self, args: &[&str], stdin: Option<&str>) -> Run {
-        let mut command = self.command(args, &[]);
+    /// Runs the CLI to its end, with empty standard input.
+    pub async fn cli(&self, args: &[&str]) -> Run {
+        self.cli_with(args, None, &[]).await
+    }
+
+    /// Runs the CLI to its end, `stdin` (if any) on standard input and `env` added to the
+    /// clean environment of [`TestDb::command`].
+    pub async fn cli_with(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
+        let mut command = self.command(args, env);
         command
             .stdin(if stdin.is_some() {
                 Stdio::piped()
@@ -184,9 +207,10 @@ impl TestDb {
     /// returns the superuser's id.
     pub async fn create_superuser(&self) -> i64 {
         let run = self
-            .cli(
+            .cli_with(
                 &["create-superuser", "--email", SUPERUSER_EMAIL],
                 Some(&format!("{SUPERUSER_PASSWORD}\n")),
+                &[],
             )
             .await;
         run.assert_success();
@@ -199,12 +223,27 @@ impl TestDb {
 
     /// `users-service projections verify`: the read model against a replay of the log.
     pub async fn verify_projections(&self) {
-        let run = self.cli(&["projections", "verify"], None).await;
+        let run = self.cli(&["projections", "verify"]).await;
         assert_eq!(
             run.code,
             Some(0),
             "the read model differs from the replayed log: {run:#?}"
         );
+    }
+
+    /// Whether the database exists on the server.
+    pub async fn exists(&self) -> bool {
+        let mut admin = PgConnection::connect(&format!("{}/postgres", server_url()))
+            .await
+            .expect("PostgreSQL reachable at TEST_DATABASE_URL");
+        let found: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                .bind(&self.name)
+                .fetch_one(&mut admin)
+                .await
+                .expect("query pg_database");
+        admin.close().await.ok();
+        found
     }
 
     /// A small pool on the test database (which must exist by then), straight to the
@@ -661,24 +700,28 @@ pub struct Event {
     pub sequence: i64,
     pub event_type: String,
     pub payload: Value,
+    pub metadata: Value,
 }
 
 /// Every event, in log order.
 pub async fn events(pool: &PgPool) -> Vec<Event> {
-    let rows: Vec<(String, i64, String, Value)> = sqlx::query_as(
-        "SELECT aggregate_id, sequence, event_type, payload FROM events
+    let rows: Vec<(String, i64, String, Value, Value)> = sqlx::query_as(
+        "SELECT aggregate_id, sequence, event_type, payload, metadata FROM events
          ORDER BY global_position",
     )
     .fetch_all(pool)
     .await
     .expect("read events");
     rows.into_iter()
-        .map(|(aggregate_id, sequence, event_type, payload)| Event {
-            aggregate_id,
-            sequence,
-            event_type,
-            payload,
-        })
+        .map(
+            |(aggregate_id, sequence, event_type, payload, metadata)| Event {
+                aggregate_id,
+                sequence,
+                event_type,
+                payload,
+                metadata,
+            },
+        )
         .collect()
 }
 
