@@ -211,18 +211,24 @@ pub fn login_throttled() {
 
 /// The text exposition, with the connection gauges read now.
 pub fn render(pool: &sqlx::PgPool, request_path: &Connections) -> String {
-    let (in_use, idle, max) = request_path.usage();
-    metrics::gauge!("db_request_connections", "state" => "in_use").set(f64::from(in_use));
-    metrics::gauge!("db_request_connections", "state" => "idle").set(f64::from(idle));
-    metrics::gauge!("db_request_connections", "state" => "max").set(f64::from(max));
-    let size = pool.size();
+    connection_gauges("db_request_connections", request_path.usage());
     let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
-    metrics::gauge!("db_pool_connections", "state" => "in_use")
-        .set(f64::from(size.saturating_sub(idle)));
-    metrics::gauge!("db_pool_connections", "state" => "idle").set(f64::from(idle));
-    metrics::gauge!("db_pool_connections", "state" => "max")
-        .set(f64::from(pool.options().get_max_connections()));
+    connection_gauges(
+        "db_pool_connections",
+        (
+            pool.size().saturating_sub(idle),
+            idle,
+            pool.options().get_max_connections(),
+        ),
+    );
     let handle = metrics();
     handle.run_upkeep();
     handle.render()
+}
+
+/// The `state` gauges (`in_use`, `idle`, `max`) of one set of database connections.
+fn connection_gauges(name: &'static str, (in_use, idle, max): (u32, u32, u32)) {
+    metrics::gauge!(name, "state" => "in_use").set(f64::from(in_use));
+    metrics::gauge!(name, "state" => "idle").set(f64::from(idle));
+    metrics::gauge!(name, "state" => "max").set(f64::from(max));
 }

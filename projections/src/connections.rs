@@ -115,12 +115,12 @@ impl Connections {
 }
 
 /// Whether a connection can be used again after its statement ended with `result`.
-pub fn reusable<T>(result: &sqlx::Result<T>) -> bool {
+fn reusable<T>(result: &sqlx::Result<T>) -> bool {
     match result {
         Ok(_) => true,
         // PostgreSQL answered: the connection is at ReadyForQuery, unless the answer says
         // the server or the connection is going away.
-        Err(sqlx::Error::Database(_)) => !matches!(result, Err(e) if crate::is_unavailable(e)),
+        Err(error @ sqlx::Error::Database(_)) => !crate::is_unavailable(error),
         Err(_) => false,
     }
 }
